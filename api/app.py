@@ -1,0 +1,126 @@
+"""Application factory. It only wires; ``lifespan`` owns start-up and shutdown, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from api import pbx
+from api.auth import Tokens, generate_password, hash_password
+from api.config import Settings, persistent_secret
+from api.errors import error_middleware
+from api.routes import register
+from api.state import SERVICES, Services
+from api.wsauth import JwtWsAuthenticator
+from engine.machine.engine import Engine
+from engine.runner import Runner
+from engine.storage.db import connect_with_retry, migrate
+from engine.storage.embedded import embedded_postgres, embedded_redis
+from engine.storage.records import PostgresRecordSink
+from engine.storage.redis_state import RedisStateStore
+from engine.storage.users import Users
+from ws.handler import WebSocketEndpoint
+from ws.hub import Hub
+
+log = logging.getLogger("switchboard")
+
+
+async def ensure_admin(users: Users, settings: Settings) -> str | None:
+    """On a database with no users, create the admin. Returns a generated password to print."""
+    if await users.count() > 0:
+        return None
+    generated = None if settings.admin_password else generate_password()
+    password = settings.admin_password or generated
+    assert password is not None
+    await users.create(
+        username=settings.admin_username, email=f"{settings.admin_username}@switchboard.local",
+        name="System administrator", role="admin", password_hash=hash_password(password),
+    )
+    log.info("created admin user %r", settings.admin_username)
+    return generated
+
+
+@contextlib.asynccontextmanager
+async def lifespan(settings: Settings) -> AsyncIterator[Services]:
+    """Start everything Switchboard needs; stop it all, in reverse order, on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database_url = settings.database_url or await stack.enter_async_context(
+            embedded_postgres(settings.data_dir)
+        )
+        redis_url = settings.redis_url or await stack.enter_async_context(
+            embedded_redis(settings.data_dir)
+        )
+
+        pool = await connect_with_retry(database_url)
+        stack.push_async_callback(pool.close)
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        redis = Redis.from_url(redis_url, retry_on_timeout=True, health_check_interval=30)
+        stack.push_async_callback(redis.aclose)
+
+        users = Users(pool)
+        generated_password = await ensure_admin(users, settings)
+        jwt_secret = settings.jwt_secret or persistent_secret(settings.data_dir, "jwt_secret")
+        tokens = Tokens(jwt_secret, settings.token_ttl, redis)
+
+        if settings.simulator_enabled:
+            await pbx.provision_simulator_operators(users)
+        store = RedisStateStore(redis)
+        await store.clear()  # rebuilt from the PBX resync; stale live state would lie
+        sink = PostgresRecordSink(pool)
+        hub = Hub()
+        engine = Engine(await users.operators())
+        runner = Runner(engine, store, sink, hub)
+        ws = WebSocketEndpoint(
+            hub, JwtWsAuthenticator(tokens, users), runner.snapshot,
+            auth_timeout=settings.ws_auth_timeout, queue_size=settings.ws_queue_size,
+        )
+        services = Services(settings=settings, pool=pool, redis=redis, users=users,
+                            tokens=tokens, hub=hub, ws=ws, engine=engine, runner=runner)
+
+        tasks = [asyncio.create_task(sink.run(), name="record-sink"),
+                 asyncio.create_task(runner.run(), name="runner")]
+
+        async def stop_tasks() -> None:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await sink.flush()  # last chance for queued records
+
+        stack.push_async_callback(stop_tasks)
+        stack.push_async_callback(ws.close_all)
+        await stack.enter_async_context(pbx.connect(services))
+        services.pbx["generated_admin_password"] = generated_password
+        yield services
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware])
+
+    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with lifespan(settings) as services:
+            app[SERVICES] = services
+            yield
+
+    app.cleanup_ctx.append(services_ctx)
+    register(app)
+
+    async def ws_events(request: web.Request) -> web.StreamResponse:
+        return await request.app[SERVICES].ws.handle(request)
+
+    app.router.add_get("/ws/events", ws_events)
+    app.router.add_get("/health", health)
+    return app
+
+
+async def health(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    return web.json_response({"status": "ok", "time": datetime.now(UTC).isoformat(),
+                              "pbx": services.pbx.get("mode")})

@@ -1,0 +1,184 @@
+"""The ``switchboard`` command: serve, migrate, create-user, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from api.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("switchboard")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def _until_signalled() -> None:
+    """Turn SIGINT/SIGTERM into a normal return, so every context manager cleans up."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def serve(settings: Settings) -> None:
+    from aiohttp import web
+
+    from api.app import create_app
+    from api.state import SERVICES
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        await site.start()
+        services = app[SERVICES]
+        url = f"http://{settings.http_host}:{settings.http_port}"
+        print(f"Switchboard is running at {url}  (dashboard: {url}/, API docs: {url}/docs)")
+        print(f"  live events: ws://{settings.http_host}:{settings.http_port}/ws/events"
+              f"  PBX: {services.pbx.get('mode')}")
+        generated = services.pbx.get("generated_admin_password")
+        if generated:
+            print(f"  admin user created: username {settings.admin_username!r} "
+                  f"password {generated!r}  (shown once; change it)")
+        else:
+            print(f"  log in as {settings.admin_username!r} "
+                  "(password as created on first run or SWITCHBOARD_ADMIN_PASSWORD)")
+        sys.stdout.flush()
+        await _until_signalled()
+        print("shutting down…", flush=True)
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[object]:
+    from engine.storage.db import connect_with_retry, migrate
+    from engine.storage.embedded import embedded_postgres
+
+    async with contextlib.AsyncExitStack() as stack:
+        url = settings.database_url or await stack.enter_async_context(
+            embedded_postgres(settings.data_dir)
+        )
+        pool = await connect_with_retry(url)
+        stack.push_async_callback(pool.close)
+        async with pool.acquire() as conn:
+            applied = await migrate(conn)
+        log.info("migrations applied now: %s", applied or "none pending")
+        yield pool
+
+
+async def migrate_cmd(settings: Settings) -> None:
+    async with _database(settings):
+        pass
+
+
+async def create_user(settings: Settings, args: argparse.Namespace) -> None:
+    from api.auth import hash_password
+    from engine.storage.users import UserExists, Users
+
+    password = args.password or getpass.getpass("Password: ")
+    if len(password) < 6:
+        raise SystemExit("password: at least 6 characters")
+    if args.role == "operator" and not args.extension:
+        raise SystemExit("--extension is required for operators")
+    async with _database(settings) as pool:
+        try:
+            row = await Users(pool).create(  # type: ignore[arg-type]
+                username=args.username, email=args.email or f"{args.username}@switchboard.local",
+                name=args.name or args.username, role=args.role,
+                password_hash=hash_password(password), extension=args.extension,
+            )
+        except UserExists as exc:
+            raise SystemExit(f"{exc.field} already exists") from None
+    print(f"created {args.role} {args.username!r} ({row['id']})")
+
+
+async def simulate(settings: Settings, args: argparse.Namespace) -> None:
+    from api.pbx import SIMULATED_EXTENSIONS
+    from connectors.fakes.ari_server import FakeAsterisk
+    from connectors.simulator import Simulator
+
+    async with FakeAsterisk(username=args.username, password=args.password, app=args.app,
+                            host=args.host, port=args.port) as fake:
+        sim = Simulator(fake, extensions=list(SIMULATED_EXTENSIONS), rate_per_min=args.rate)
+        task = asyncio.create_task(sim.run())
+        print(f"fake Asterisk (ARI) with simulated traffic at {fake.url}, {args.rate} calls/min.")
+        print(f"Point Switchboard at it: SWITCHBOARD_ARI_URL={fake.url} "
+              f"SWITCHBOARD_ARI_USERNAME={args.username} SWITCHBOARD_ARI_PASSWORD={args.password}"
+              f" SWITCHBOARD_ARI_APP={args.app}", flush=True)
+        try:
+            await _until_signalled()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the service (applies pending migrations)")
+    sub.add_parser("migrate", help="apply pending database migrations")
+    cu = sub.add_parser("create-user", help="create a user")
+    cu.add_argument("username")
+    cu.add_argument("--role", choices=("admin", "manager", "supervisor", "operator"),
+                    default="operator")
+    cu.add_argument("--password", help="prompted for when omitted")
+    cu.add_argument("--email")
+    cu.add_argument("--name")
+    cu.add_argument("--extension", help="required for operators: 3-5 digits")
+    sim = sub.add_parser("simulate", help="run a fake Asterisk with simulated call traffic")
+    sim.add_argument("--rate", type=float, default=30.0, help="calls per minute")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8088)
+    sim.add_argument("--username", default="switchboard")
+    sim.add_argument("--password", default="simulator")
+    sim.add_argument("--app", default="switchboard")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"switchboard: configuration error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings.log_level)
+    commands: dict[str, Callable[[], Awaitable[None]]] = {
+        "serve": lambda: serve(settings),
+        "migrate": lambda: migrate_cmd(settings),
+        "create-user": lambda: create_user(settings, args),
+        "simulate": lambda: simulate(settings, args),
+    }
+    try:
+        import uvloop
+
+        run: Callable[[Awaitable[None]], None] = uvloop.run  # type: ignore[assignment]
+    except ImportError:  # uvloop has no Windows build
+        run = asyncio.run  # type: ignore[assignment]
+    try:
+        run(commands[args.command]())
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

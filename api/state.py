@@ -1,0 +1,52 @@
+"""Typed application state: the services every handler reaches through ``request.app``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    import asyncpg
+    from redis.asyncio import Redis
+
+    from api.auth import Claims, Tokens
+    from api.config import Settings
+    from connectors.ari.client import AriClient
+    from engine.machine.engine import Engine
+    from engine.runner import Runner
+    from engine.storage.users import Users
+    from ws.handler import WebSocketEndpoint
+    from ws.hub import Hub
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    users: Users
+    tokens: Tokens
+    hub: Hub
+    ws: WebSocketEndpoint
+    engine: Engine
+    runner: Runner
+    ari: AriClient | None = None
+    started_at: float = field(default_factory=time.time)
+    pbx: dict[str, Any] = field(default_factory=dict)  # what is connected: for system info
+
+
+SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
+CLAIMS_KEY = "switchboard.claims"
+USER_KEY = "switchboard.user"
+
+
+def current_claims(request: web.Request) -> Claims:
+    claims: Claims = request[CLAIMS_KEY]
+    return claims
+
+
+def current_user(request: web.Request) -> Any:
+    return request[USER_KEY]

@@ -1,0 +1,1 @@
+"""Asterisk REST Interface (ARI): REST client, events WebSocket stream and domain errors."""

@@ -1,0 +1,1 @@
+"""Switchboard's domain: pure call/operator state machines and their ports."""

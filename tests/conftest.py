@@ -1,0 +1,167 @@
+"""Shared fixtures. Tests talk to REAL PostgreSQL and Redis servers, never mocks.
+
+Which servers (each chosen once per session):
+
+* PostgreSQL: ``$TEST_DATABASE_URL``; else ``postgres@127.0.0.1:5432`` if it accepts a connection;
+  else an embedded PostgreSQL in a temporary directory. Every session works in its own throwaway
+  database ``switchboard_test_<random>``, dropped ``WITH (FORCE)`` at the end.
+* Redis: ``$TEST_REDIS_URL``; else ``127.0.0.1:6379`` database 15 if it answers PING; else an
+  embedded Valkey. The chosen database is flushed at session start and before every test that
+  uses the ``redis`` fixture.
+
+``SWITCHBOARD_TEST_EMBEDDED=1`` skips the 127.0.0.1 probes (explicit ``TEST_*_URL`` still win):
+proves that a machine without any services runs the suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import pathlib
+import shutil
+import socket
+import sys
+import tempfile
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest_asyncio
+import redis.asyncio as aredis
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+if importlib.util.find_spec("engine") is None:  # project not installed (`pip install -e .`)
+    sys.path.insert(0, str(ROOT))
+
+from engine.storage.embedded import embedded_postgres, embedded_redis  # noqa: E402
+
+log = logging.getLogger("switchboard.tests")
+
+LOCAL_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def _force_embedded() -> bool:
+    return os.environ.get("SWITCHBOARD_TEST_EMBEDDED", "") not in ("", "0", "false", "no")
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+async def _postgres_answers(url: str) -> bool:
+    if not _tcp_open("127.0.0.1", 5432):
+        return False
+    try:
+        conn = await asyncpg.connect(url, timeout=3)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+    await conn.close()
+    return True
+
+
+async def _redis_answers(url: str) -> bool:
+    if not _tcp_open("127.0.0.1", 6379):
+        return False
+    client = aredis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(await client.ping())
+    except (OSError, aredis.RedisError):
+        return False
+    finally:
+        await client.aclose()
+
+
+@contextlib.contextmanager
+def _scratch_dir(prefix: str) -> Iterator[pathlib.Path]:
+    # Outside pytest's basetemp on purpose: embedded-postgres (as root) widens the permissions of
+    # every parent of its data dir.
+    path = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _with_database(url: str, name: str) -> str:
+    return urllib.parse.urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def pg_admin_url() -> AsyncIterator[str]:
+    """A URL to a PostgreSQL server where we may CREATE/DROP DATABASE."""
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        log.info("PostgreSQL: TEST_DATABASE_URL")
+        yield url
+    elif not _force_embedded() and await _postgres_answers(LOCAL_PG_URL):
+        log.info("PostgreSQL: local server %s", LOCAL_PG_URL)
+        yield LOCAL_PG_URL
+    else:
+        with _scratch_dir("switchboard-test-pg-") as data_dir:
+            async with embedded_postgres(data_dir) as url:
+                log.info("PostgreSQL: embedded %s", url)
+                yield url
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def database_url(pg_admin_url: str) -> AsyncIterator[str]:
+    """A fresh, empty database for this test session."""
+    name = f"switchboard_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield _with_database(pg_admin_url, name)
+    finally:
+        admin = await asyncpg.connect(pg_admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def redis_url() -> AsyncIterator[str]:
+    """A URL to a Redis database this session may flush at will."""
+    async with contextlib.AsyncExitStack() as stack:
+        if url := os.environ.get("TEST_REDIS_URL"):
+            log.info("Redis: TEST_REDIS_URL")
+        elif not _force_embedded() and await _redis_answers(LOCAL_REDIS_URL):
+            url = LOCAL_REDIS_URL
+            log.info("Redis: local server %s", url)
+        else:
+            data_dir = stack.enter_context(_scratch_dir("switchboard-test-redis-"))
+            url = await stack.enter_async_context(embedded_redis(data_dir))
+            log.info("Redis: embedded %s", url)
+        client = aredis.Redis.from_url(url)
+        try:
+            await client.flushdb()
+        finally:
+            await client.aclose()
+        yield url
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def redis(redis_url: str) -> AsyncIterator[aredis.Redis]:
+    """A client on the test Redis database, flushed before the test."""
+    client = aredis.Redis.from_url(redis_url)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()

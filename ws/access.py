@@ -1,0 +1,70 @@
+"""Who may see which call, operator and event. Pure.
+
+* ``admin``, ``manager``: everything.
+* ``supervisor`` with a group: operators of that group, calls whose ``group_ids`` contain it
+  (a call waiting in a queue that has not rung any operator of the group yet is not shown).
+* ``supervisor`` without a group: everything (a supervisor over the whole floor).
+* ``operator``: their own status, and calls that rang or reached them (``offered_operator_ids``),
+  plus transfers from or to them.
+* any other role, or an operator user without an operator record: nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.effects import CallTransferred, Effect, OperatorEffect
+from engine.model import Call, Operator
+
+ADMIN = "admin"
+MANAGER = "manager"
+SUPERVISOR = "supervisor"
+OPERATOR = "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """The user behind a WebSocket, reduced to what visibility needs."""
+
+    user_id: str
+    role: str
+    group_id: str | None = None
+    operator_id: str | None = None  # the user's operator record (role "operator")
+
+    @property
+    def sees_everything(self) -> bool:
+        return self.role in (ADMIN, MANAGER) or (self.role == SUPERVISOR and self.group_id is None)
+
+
+def can_see_call(viewer: Viewer, call: Call) -> bool:
+    if viewer.sees_everything:
+        return True
+    if viewer.role == SUPERVISOR:
+        return viewer.group_id in call.group_ids
+    if viewer.role == OPERATOR and viewer.operator_id is not None:
+        return viewer.operator_id in call.offered_operator_ids
+    return False
+
+
+def can_see_operator(viewer: Viewer, op: Operator) -> bool:
+    if viewer.sees_everything:
+        return True
+    if viewer.role == SUPERVISOR:
+        return op.group_id == viewer.group_id
+    if viewer.role == OPERATOR and viewer.operator_id is not None:
+        return op.id == viewer.operator_id
+    return False
+
+
+def can_see(viewer: Viewer, effect: Effect) -> bool:
+    """Whether the message made from ``effect`` goes to ``viewer``."""
+    if isinstance(effect, OperatorEffect):
+        return can_see_operator(viewer, effect.operator)
+    if can_see_call(viewer, effect.call):
+        return True
+    if isinstance(effect, CallTransferred) and viewer.role == OPERATOR:
+        return viewer.operator_id is not None and viewer.operator_id in (
+            effect.from_operator_id,
+            effect.to_operator_id,
+        )
+    return False
