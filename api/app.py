@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -117,7 +118,16 @@ def create_app(settings: Settings) -> web.Application:
 
     app.router.add_get("/ws/events", ws_events)
     app.router.add_get("/health", health)
+    app.router.add_get("/", dashboard)
     return app
+
+
+DASHBOARD = Path(__file__).with_name("static") / "dashboard.html"
+
+
+async def dashboard(request: web.Request) -> web.FileResponse:
+    """The live supervisor dashboard: one static page over the REST login and /ws/events."""
+    return web.FileResponse(DASHBOARD, headers={"Cache-Control": "no-cache"})
 
 
 async def health(request: web.Request) -> web.Response:

@@ -53,7 +53,7 @@ class Simulator:
         fake: FakeAsterisk,
         extensions: Sequence[str] | None = None,
         *,
-        rate_per_min: float = 6.0,
+        rate_per_min: float = 3.0,
         seed: int = 0,
         speed: float = 1.0,
         queue: str = "support",

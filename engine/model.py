@@ -56,6 +56,7 @@ class Call:
     hangup_cause: int | None = None
     channel_ids: tuple[str, ...] = ()    # every channel that served the call
     offered_operator_ids: tuple[str, ...] = ()  # operators whose legs rang or answered
+    transfer_operator_ids: tuple[str, ...] = ()  # operators the call was transferred to, in order
 
     @property
     def duration(self) -> int | None:
@@ -77,6 +78,11 @@ class Call:
     @property
     def talk_seconds(self) -> int | None:
         return self.duration
+
+    @property
+    def current_operator_id(self) -> str | None:
+        """Who has the customer now: the last transfer target, else the answering operator."""
+        return self.transfer_operator_ids[-1] if self.transfer_operator_ids else self.operator_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,7 +146,9 @@ class WebSocketEndpoint:
         client = _Client(ws, session)
         self._clients.add(client)
         try:
-            on_overflow = lambda: client.request_close(WSCloseCode.TRY_AGAIN_LATER, "slow consumer")  # noqa: E731
+            def on_overflow() -> None:
+                client.request_close(WSCloseCode.TRY_AGAIN_LATER, "slow consumer")
+
             with self._hub.subscribe(session.viewer, on_overflow, maxsize=self._queue_size) as sub:
                 # No await between subscribe() and the snapshot: each event is either in the
                 # snapshot (id <= snapshot id) or in the queue (id > snapshot id), exactly once.
@@ -164,7 +166,7 @@ class WebSocketEndpoint:
 
     def revoke(self, jti: str) -> int:
         """Close (4002) every socket opened with this token, e.g. on logout. Returns how many."""
-        clients = [c for c in self._clients if c.session.jti == jti]
+        clients = [c for c in self._clients if c.session.jti == jti and not c.done.is_set()]
         for client in clients:
             client.request_close(CLOSE_AUTH_ENDED, "AUTH_001")
         return len(clients)
@@ -175,8 +177,10 @@ class WebSocketEndpoint:
         clients = list(self._clients)
         for client in clients:
             client.request_close(WSCloseCode.GOING_AWAY, "server shutdown")
-        pending = [self._close(ws, WSCloseCode.GOING_AWAY, "server shutdown") for ws in self._pending]
-        await asyncio.gather(*pending, *(c.finished.wait() for c in clients))
+        unauthenticated = [
+            self._close(ws, WSCloseCode.GOING_AWAY, "server shutdown") for ws in self._pending
+        ]
+        await asyncio.gather(*unauthenticated, *(c.finished.wait() for c in clients))
 
     # -- authentication ---------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -137,7 +138,7 @@ class Hub:
                 continue
             if message is not None:
                 type_, data = message
-                self._fan_out(now, type_, data, lambda v, e=effect: can_see(v, e), by_role=True)
+                self._fan_out(now, type_, data, partial(can_see, effect=effect), by_role=True)
 
     def publish_raw(
         self, type_: str, data: dict[str, Any], audience: Audience | None = None

@@ -326,7 +326,11 @@ class AriEventStream:
                 self.stats["reconnects"] += 1
             log.info("ARI events socket connected to %s (app %s)", url, self.config.app)
             if self._on_connect is not None:
-                await self._on_connect(client)  # frames meanwhile wait in the queue
+                try:
+                    await self._on_connect(client)  # frames meanwhile wait in the queue
+                except Exception:
+                    self.stats["resync_errors"] += 1
+                    raise  # without a resync the state would be wrong: reconnect and retry
             self.stats["buffered"] += queue.qsize()
             self._up_since = asyncio.get_running_loop().time()
             self._set_connected(True)

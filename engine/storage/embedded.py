@@ -247,7 +247,7 @@ def _valkey_binary() -> pathlib.Path:
 
 
 def _open_log(path: pathlib.Path) -> BinaryIO:
-    return open(path, "ab")  # the caller closes it
+    return open(path, "wb")  # the caller closes it; each start keeps only its own log
 
 
 def _free_port() -> int:
