@@ -84,7 +84,8 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
             auth_timeout=settings.ws_auth_timeout, queue_size=settings.ws_queue_size,
         )
         services = Services(settings=settings, pool=pool, redis=redis, users=users,
-                            tokens=tokens, hub=hub, ws=ws, engine=engine, runner=runner)
+                            tokens=tokens, hub=hub, ws=ws, engine=engine, runner=runner,
+                            records=sink)
 
         tasks = [asyncio.create_task(sink.run(), name="record-sink"),
                  asyncio.create_task(runner.run(), name="runner")]

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from connectors.ari.client import AriClient
     from engine.machine.engine import Engine
     from engine.runner import Runner
+    from engine.storage.records import PostgresRecordSink
     from engine.storage.users import Users
     from ws.handler import WebSocketEndpoint
     from ws.hub import Hub
@@ -33,19 +34,19 @@ class Services:
     ws: WebSocketEndpoint
     engine: Engine
     runner: Runner
+    records: PostgresRecordSink
     ari: AriClient | None = None
     started_at: float = field(default_factory=time.time)
     pbx: dict[str, Any] = field(default_factory=dict)  # what is connected: for system info
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
-CLAIMS_KEY = "switchboard.claims"
-USER_KEY = "switchboard.user"
+CLAIMS_KEY: web.RequestKey[Claims] = web.RequestKey("claims", object)  # type: ignore[arg-type]
+USER_KEY: web.RequestKey[Any] = web.RequestKey("user", object)
 
 
 def current_claims(request: web.Request) -> Claims:
-    claims: Claims = request[CLAIMS_KEY]
-    return claims
+    return request[CLAIMS_KEY]
 
 
 def current_user(request: web.Request) -> Any:

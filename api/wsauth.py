@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.auth import Tokens, TokenExpired
+from api.auth import TokenExpired, Tokens
 from api.errors import ApiError
 from api.http import row_json
 from engine.storage.users import Users

@@ -33,6 +33,12 @@ class EndpointInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    name: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelCreated:
     channel: ChannelInfo
     ts: datetime
@@ -113,6 +119,7 @@ class Resynced:
     channels: tuple[ChannelInfo, ...]
     endpoints: tuple[EndpointInfo, ...]
     ts: datetime
+    devices: tuple[DeviceInfo, ...] = ()   # GET /ari/deviceStates, when the client fetched it
 
 
 @dataclass(frozen=True, slots=True)

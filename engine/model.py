@@ -52,7 +52,8 @@ class Call:
     queue_name: str | None = None
     answer_time: datetime | None = None
     end_time: datetime | None = None
-    missed_reason: str | None = None     # abandoned_in_queue | abandoned_in_ivr | no_answer | busy | failed
+    # abandoned_in_queue | abandoned_in_ivr | no_answer | busy | failed
+    missed_reason: str | None = None
     hangup_cause: int | None = None
     channel_ids: tuple[str, ...] = ()    # every channel that served the call
     offered_operator_ids: tuple[str, ...] = ()  # operators whose legs rang or answered

@@ -20,7 +20,10 @@ class StateStore(Protocol):
 
 
 class RecordSink(Protocol):
-    """Durable call records (PostgreSQL). ``write`` must not lose a record: it queues and retries."""
+    """Durable call records (PostgreSQL).
+
+    ``write`` must not lose a record: it queues and retries.
+    """
 
     async def write(self, call: Call) -> None: ...
     async def write_operator(self, operator: Operator) -> None: ...

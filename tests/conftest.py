@@ -16,13 +16,11 @@ proves that a machine without any services runs the suite.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import pathlib
 import shutil
 import socket
-import sys
 import tempfile
 import urllib.parse
 import uuid
@@ -32,11 +30,7 @@ import asyncpg
 import pytest_asyncio
 import redis.asyncio as aredis
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-if importlib.util.find_spec("engine") is None:  # project not installed (`pip install -e .`)
-    sys.path.insert(0, str(ROOT))
-
-from engine.storage.embedded import embedded_postgres, embedded_redis  # noqa: E402
+from engine.storage.embedded import embedded_postgres, embedded_redis
 
 log = logging.getLogger("switchboard.tests")
 
@@ -165,3 +159,7 @@ async def redis(redis_url: str) -> AsyncIterator[aredis.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+# The whole app (API, engine, WebSocket) over the servers above.
+from tests.app_fixtures import *  # noqa: E402, F403

@@ -47,7 +47,8 @@ def test_pbx_configured_turns_auto_simulator_off() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("SWITCHBOARD_HTTP_PORT", "eighty", "http_port (SWITCHBOARD_HTTP_PORT): expected an integer"),
+        ("SWITCHBOARD_HTTP_PORT", "eighty",
+         "http_port (SWITCHBOARD_HTTP_PORT): expected an integer"),
         ("SWITCHBOARD_HTTP_PORT", "70000", "http_port"),
         ("SWITCHBOARD_TOKEN_TTL", "-5", "token_ttl"),
         ("SWITCHBOARD_SIMULATOR", "maybe", "simulator (SWITCHBOARD_SIMULATOR): expected one of"),

@@ -11,7 +11,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -69,12 +68,14 @@ def _servers_on(pgdata: pathlib.Path) -> list[int]:
     return found
 
 
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+def _listeners(port: int) -> set[int]:
+    """Pids listening on TCP ``port``. Checking "the port refuses connections" instead would be
+    racy: once freed, the port may be handed to any other process on this machine."""
+    return {
+        c.pid
+        for c in psutil.net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
+    }
 
 
 async def _spawn_python(code: str) -> tuple[asyncio.subprocess.Process, list[str]]:
@@ -216,29 +217,35 @@ async def test_redis_serves_and_stops(data_dir: pathlib.Path) -> None:
             await client.aclose()
         server = psutil.Process(info["process_id"])
         assert "valkey-server" in server.cmdline()[0]
-        assert parts.port is not None and _port_open(parts.port)
+        assert parts.port is not None and _listeners(parts.port) == {server.pid}
 
     await _assert_gone([server])
-    assert not _port_open(parts.port)
+    assert server.pid not in _listeners(parts.port)
 
 
 async def test_redis_stops_when_body_raises(data_dir: pathlib.Path) -> None:
-    ports: list[int | None] = []
+    seen: list[tuple[psutil.Process, int]] = []
     with pytest.raises(RuntimeError, match="boom"):
         async with embedded_redis(data_dir) as url:
-            ports.append(urllib.parse.urlsplit(url).port)
-            assert ports[0] is not None and _port_open(ports[0])
+            port = urllib.parse.urlsplit(url).port
+            assert port is not None
+            (pid,) = _listeners(port)
+            seen.append((psutil.Process(pid), port))
             raise RuntimeError("boom")
-    assert ports[0] is not None and not _port_open(ports[0])
+    [(server, port)] = seen
+    await _assert_gone([server])
+    assert server.pid not in _listeners(port)
 
 
 async def test_redis_stops_when_cancelled(data_dir: pathlib.Path) -> None:
     ready = asyncio.Event()
-    urls: list[str] = []
+    servers: list[psutil.Process] = []
 
     async def body() -> None:
         async with embedded_redis(data_dir) as url:
-            urls.append(url)
+            port = urllib.parse.urlsplit(url).port
+            assert port is not None
+            servers.extend(psutil.Process(pid) for pid in _listeners(port))
             ready.set()
             await asyncio.sleep(3600)
 
@@ -247,8 +254,8 @@ async def test_redis_stops_when_cancelled(data_dir: pathlib.Path) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    port = urllib.parse.urlsplit(urls[0]).port
-    assert port is not None and not _port_open(port)
+    assert len(servers) == 1
+    await _assert_gone(servers)
 
 
 async def test_redis_dies_with_its_parent(data_dir: pathlib.Path) -> None:
@@ -263,8 +270,8 @@ async def test_redis_dies_with_its_parent(data_dir: pathlib.Path) -> None:
         "asyncio.run(main())\n"
     )
     server = psutil.Process(int(pid))
-    assert _alive(server) and _port_open(int(port))
+    assert _alive(server) and _listeners(int(port)) == {server.pid}
     os.kill(child.pid, signal.SIGKILL)  # no cleanup code runs: only PR_SET_PDEATHSIG helps
     await child.wait()
     await _assert_gone([server])
-    assert not _port_open(int(port))
+    assert server.pid not in _listeners(int(port))

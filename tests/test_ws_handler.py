@@ -268,6 +268,36 @@ async def test_endpoint_revoke_closes_at_once() -> None:
         assert s.auth.revocation_checks == 0
 
 
+class FlakyAuthenticator(FakeAuthenticator):
+    """The denylist is down: authenticate and is_revoked fail (not a refusal)."""
+
+    def __init__(self, *, fail_authenticate: bool) -> None:
+        super().__init__()
+        self.fail_authenticate = fail_authenticate
+
+    async def authenticate(self, token: str) -> WsSession:
+        if self.fail_authenticate:
+            raise ConnectionError("redis is down")
+        return await super().authenticate(token)
+
+    async def is_revoked(self, jti: str) -> bool:
+        await super().is_revoked(jti)
+        raise ConnectionError("redis is down")
+
+
+async def test_authenticator_outage() -> None:
+    async with serve(revocation_poll=0.02) as s:
+        s.auth = s.endpoint._auth = FlakyAuthenticator(fail_authenticate=True)
+        ws = await s.http.ws_connect(s.url("anything"))
+        assert await recv_close(ws) == (1011, "auth unavailable")
+
+        s.auth = s.endpoint._auth = FlakyAuthenticator(fail_authenticate=False)
+        ws = await s.connect(s.login("admin"))
+        await eventually(lambda: s.auth.revocation_checks >= 3)
+        s.hub.publish([CallStarted(CALL_A)])  # fail open: still connected
+        assert (await recv(ws))["type"] == "call_started"
+
+
 async def test_close_all_says_going_away() -> None:
     async with serve() as s:
         ws = await s.connect(s.login("admin"))

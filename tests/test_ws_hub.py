@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -22,7 +23,7 @@ from engine.effects import (
 )
 from engine.model import Call, CallStatus, Direction, Operator, OperatorStatus
 from ws.access import Viewer, can_see, can_see_call, can_see_operator
-from ws.hub import Hub, Subscription
+from ws.hub import Hub, SendQueue, Subscription
 from ws.messages import call_view, iso, operator_view, to_message
 
 T0 = datetime(2025, 1, 1, 14, 30, tzinfo=UTC)
@@ -214,6 +215,12 @@ def test_envelopes_ids_and_unpublished_effects() -> None:
 def test_fan_out_follows_visibility() -> None:
     hub = fixed_hub()
     subs = {viewer: hub.subscribe(viewer) for viewer in EVERYONE}
+    # Same scope as SUP_A / OPER_A1 but other users: visibility is computed once per scope.
+    twins = {
+        SUP_A: hub.subscribe(dataclasses.replace(SUP_A, user_id="u-sup-a2")),
+        OPER_A1: hub.subscribe(dataclasses.replace(OPER_A1, user_id="u-a1-bis")),
+    }
+    sup_b = hub.subscribe(Viewer("u-sup-b", "supervisor", group_id="g-b"))
     hub.publish([CallStarted(CALL_A), CallStarted(CALL_B), OperatorLoggedIn(OP_A2)])
     got = {viewer: [(m["id"], m["type"]) for m in drain(sub)] for viewer, sub in subs.items()}
     everything = [(1, "call_started"), (2, "call_started"), (3, "operator_logged_in")]
@@ -226,7 +233,10 @@ def test_fan_out_follows_visibility() -> None:
         OPER_NO_RECORD: [],
         AUDITOR: [],
     }
-    assert hub.stats.delivered == 3 * 3 + 2 + 1
+    for viewer, twin in twins.items():
+        assert [(m["id"], m["type"]) for m in drain(twin)] == got[viewer]
+    assert [m["id"] for m in drain(sup_b)] == [2]
+    assert hub.stats.delivered == 3 * 3 + 2 + 1 + 2 + 1 + 1
 
 
 def test_each_message_is_serialized_once_and_shared() -> None:
@@ -322,3 +332,26 @@ def test_publish_raw_audience_decides_alone() -> None:
         {"id": 1, "ts": "2025-01-01T14:35:01Z", "type": "note", "data": {"x": 1}},
         {"id": 2, "ts": "2025-01-01T14:35:01Z", "type": "note", "data": {"x": 2}},
     ]
+
+
+async def test_send_queue_wakes_its_consumer() -> None:
+    queue = SendQueue(2)
+    getter = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    assert not getter.done()
+    queue.put_nowait(b"a")
+    queue.put_nowait(b"b")
+    with pytest.raises(asyncio.QueueFull):
+        queue.put_nowait(b"c")
+    assert await getter == b"a"
+    assert await queue.get() == b"b"
+    assert queue.empty()
+    with pytest.raises(asyncio.QueueEmpty):
+        queue.get_nowait()
+    waiting = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    waiting.cancel()  # a cancelled consumer leaves the queue usable
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    queue.put_nowait(b"d")
+    assert await queue.get() == b"d"

@@ -35,6 +35,13 @@ class Viewer:
     def sees_everything(self) -> bool:
         return self.role in (ADMIN, MANAGER) or (self.role == SUPERVISOR and self.group_id is None)
 
+    @property
+    def scope(self) -> tuple[str, str | None, str | None] | None:
+        """All that visibility depends on (``None``: everything): equal scopes see the same."""
+        if self.sees_everything:
+            return None
+        return (self.role, self.group_id, self.operator_id)
+
 
 def can_see_call(viewer: Viewer, call: Call) -> bool:
     if viewer.sees_everything:

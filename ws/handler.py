@@ -17,7 +17,8 @@ Conversation (JSON text frames):
 Closes: 4002 when the token expires (reason ``AUTH_002``) or is revoked (``AUTH_001``; checked with
 ``is_revoked`` every ``revocation_poll`` seconds, and at once through ``revoke(jti)``); 1013 when
 the client's send queue overflows (it reads too slowly); 1001 on ``close_all()``; 1011 when the
-snapshot cannot be built. Dead peers are found by aiohttp's ``heartbeat`` pings.
+authenticator itself fails (not a refusal) or the snapshot cannot be built. Dead peers are found
+by aiohttp's ``heartbeat`` pings.
 
 Frames are sent uncompressed: the hub's bytes go to every client as they are, and deflating the
 same message once per dashboard would cost more than the bandwidth it saves.
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 CLOSE_AUTH_FAILED = 4001
 CLOSE_AUTH_ENDED = 4002
 
+# Active calls and operators, synchronously. It must reflect exactly the effects already
+# published to the hub: the runner updates this state and publishes in one synchronous step.
 SnapshotSource = Callable[[], tuple[list[Call], list[Operator]]]
 
 
@@ -134,6 +137,10 @@ class WebSocketEndpoint:
         except WsAuthError as exc:
             log.info("websocket auth refused: %s %s", exc.code, exc.message)
             await self._close(ws, CLOSE_AUTH_FAILED, exc.code)
+            return ws
+        except Exception:  # e.g. the denylist is unreachable: not the client's fault
+            log.exception("websocket authentication failed")
+            await self._close(ws, WSCloseCode.INTERNAL_ERROR, "auth unavailable")
             return ws
         finally:
             self._pending.discard(ws)

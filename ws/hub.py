@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,13 +24,23 @@ from typing import Any
 
 import orjson
 
-from engine.effects import Effect
-from ws.access import Viewer, can_see
+from engine.effects import (
+    CallAnswered,
+    CallEffect,
+    CallEnded,
+    CallStarted,
+    CallTransferred,
+    CallUpdated,
+    Effect,
+)
+from engine.model import Call
+from ws.access import Viewer, can_see, can_see_call
 from ws.messages import EVENT_TYPES, iso, to_message
 
 log = logging.getLogger(__name__)
 
 Audience = Callable[[Viewer], bool]
+CALL_EFFECTS = (CallStarted, CallUpdated, CallAnswered, CallTransferred, CallEnded)
 
 
 @dataclass(slots=True)
@@ -39,10 +50,51 @@ class HubStats:
     dropped_clients: int = 0  # subscribers closed because their queue overflowed
 
 
+class SendQueue:
+    """Bounded FIFO with ONE consumer task: sync ``put_nowait`` (raises ``asyncio.QueueFull``),
+    ``await get()``. Lighter than ``asyncio.Queue`` (no task accounting, no getter list), which
+    counts when one message means a thousand puts."""
+
+    __slots__ = ("_items", "_waiter", "maxsize")
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: deque[bytes] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.maxsize = maxsize
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: bytes) -> None:
+        if len(self._items) >= self.maxsize:
+            raise asyncio.QueueFull
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def get_nowait(self) -> bytes:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.popleft()
+
+    async def get(self) -> bytes:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+
 class Subscription:
     """One client's view of the hub. Use as a context manager: leaving it always unsubscribes."""
 
-    __slots__ = ("_hub", "_on_overflow", "overflowed", "queue", "sees_all", "types", "viewer")
+    __slots__ = ("_hub", "_on_overflow", "overflowed", "queue", "scope", "types", "viewer")
 
     def __init__(
         self, hub: Hub, viewer: Viewer, on_overflow: Callable[[], None] | None, maxsize: int
@@ -50,8 +102,8 @@ class Subscription:
         self._hub = hub
         self._on_overflow = on_overflow
         self.viewer = viewer
-        self.sees_all = viewer.sees_everything  # fast path in the fan-out loop
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize)
+        self.scope = viewer.scope  # visibility is computed once per scope per message
+        self.queue = SendQueue(maxsize)
         self.types: frozenset[str] | None = None  # None: every event type
         self.overflowed = False
 
@@ -110,6 +162,7 @@ class Hub:
         self._subs: tuple[Subscription, ...] = ()
         self.last_id = 0
         self.stats = HubStats()
+        self._started: dict[str, Call] = {}  # calls whose call_started went out, as last seen
 
     @property
     def subscriber_count(self) -> int:
@@ -131,6 +184,8 @@ class Hub:
         """Number, serialize and fan out every effect that has a message shape."""
         for effect in effects:
             now = self._clock()
+            if isinstance(effect, CALL_EFFECTS):
+                self._announce_to_new_viewers(now, effect)
             try:
                 message = to_message(effect, now)
             except Exception:  # a malformed effect must not stop the ones after it
@@ -139,6 +194,32 @@ class Hub:
             if message is not None:
                 type_, data = message
                 self._fan_out(now, type_, data, partial(can_see, effect=effect), by_role=True)
+
+    def _announce_to_new_viewers(self, now: datetime, effect: CallEffect) -> None:
+        """A call becomes visible to more viewers as operators are rung (a supervisor's group,
+        an operator offered the call): send them its ``call_started`` first, so no dashboard
+        gets an answer or an end for a call it never saw start."""
+        call = effect.call
+        if isinstance(effect, CallStarted):
+            self._started[call.id] = call
+            return
+        before = self._started.get(call.id)
+        if before is None:
+            return  # not published yet: its CallStarted will reach everyone who can see it
+        if isinstance(effect, CallEnded):
+            del self._started[call.id]
+        else:
+            self._started[call.id] = call
+        if (before.group_ids, before.offered_operator_ids) == (
+            call.group_ids, call.offered_operator_ids
+        ):
+            return
+        message = to_message(CallStarted(call), now)
+        if message is not None:
+            self._fan_out(
+                now, *message,
+                lambda v: can_see_call(v, call) and not can_see_call(v, before), by_role=False,
+            )
 
     def publish_raw(
         self, type_: str, data: dict[str, Any], audience: Audience | None = None
@@ -163,16 +244,21 @@ class Hub:
         payload = self._dumps(envelope)
         self.stats.published += 1
         delivered = 0
+        seen_by_scope: dict[object, bool] = {}  # role rules: one check per distinct scope
         for sub in self._subs:
             if sub.overflowed or (sub.types is not None and type_ not in sub.types):
                 continue
             try:
-                if (
-                    audience is not None
-                    and not (by_role and sub.sees_all)
-                    and not audience(sub.viewer)
-                ):
-                    continue
+                if audience is not None and (sub.scope is not None or not by_role):
+                    if not by_role:
+                        seen = audience(sub.viewer)
+                    else:
+                        cached = seen_by_scope.get(sub.scope)
+                        if cached is None:
+                            cached = seen_by_scope[sub.scope] = audience(sub.viewer)
+                        seen = cached
+                    if not seen:
+                        continue
                 if sub.put(payload):
                     delivered += 1
             except Exception:  # one bad subscriber never breaks the fan-out

@@ -15,8 +15,37 @@ How channels become calls (ARI has no linkedid):
 - ``Call.channel_id`` is the first customer channel (inbound) or the originating operator's
   channel (outbound/internal): earliest created, a Local ``;1`` before its ``;2``.
 
-Milestones are found by comparing the call's snapshot before and after each event, so a
-duplicate or stale frame produces no effect.
+Milestones (found by comparing the call's snapshot before and after each event, so a duplicate
+or stale frame produces no effect):
+
+- ``CallStarted`` once the call has its customer's number (caller id of the first customer
+  channel that has one; the originating operator's extension for outbound/internal, with the
+  dialled number in ``called_number``). A call answered or ended before any number arrived is
+  published anyway with a fallback: the number in a Local customer channel's name
+  (``Local/+7900...@pstn``), else its dialplan exten, else ``"anonymous"``.
+- ``CallAnswered`` once, when the first operator unit joins: ``Dial`` ANSWER with that unit as
+  peer, or one of its channels ``Up`` in a (non-holding) bridge with a customer channel. A
+  channel going ``Up`` alone is not an answer; rung legs cancelled (Dial CANCEL, cause 26)
+  neither answer nor end the call. For outbound calls the customer's leg joining is the answer
+  (``operator_id`` is then the originating operator).
+- ``CallTransferred`` when another operator's unit joins an answered call; ``operator_id`` keeps
+  who answered, ``transfer_operator_ids`` records each target. A published call bridged into
+  another (a consultation call at an attended transfer) ends there and its legs join the
+  surviving call like any other.
+- ``CallEnded`` when the last channel is gone (``end_time`` = latest ChannelDestroyed time).
+  Unanswered inbound: ``abandoned_in_queue`` if any operator leg was ever rung, else
+  ``abandoned_in_ivr`` (``failed`` if the customer's cause is a set-up failure). Unanswered
+  outbound/internal: ``busy`` (Dial BUSY / cause 17), ``no_answer`` (NOANSWER / 18,19, or the
+  caller gave up), ``failed`` (CHANUNAVAIL, CONGESTION, failure causes).
+- ``CallUpdated`` for any other change of the record (caller id, a newly rung operator).
+
+Resync (GET /ari/channels after a reconnect): known channels missing from the snapshot are gone
+at the resync time, so calls made only of them end then. Unknown channels are picked up: a
+customer channel roots an inbound call (``start_time`` = its creation time). Without bridges or
+Dial history, an unknown operator leg joins the inbound call whose caller number it carries
+(agent legs carry the caller's id) when exactly one matches; otherwise a ringing/up phone
+channel roots a call of its own. An operator leg ``Up`` in a call we had not seen answered is
+taken as answered at the resync time (the true moment is unknowable).
 """
 
 from __future__ import annotations
@@ -112,7 +141,6 @@ class _Group:
     gid: int
     units: dict[str, _Unit] = field(default_factory=dict)
     chans: list[str] = field(default_factory=list)
-    offered: list[str] = field(default_factory=list)   # operator ids in order of appearance
     root: str | None = None          # unit key that made this group a call
     direction: Direction | None = None
     anchor: str | None = None        # Call.channel_id, fixed at publication
@@ -189,11 +217,11 @@ class CallMachine:
         out: list[CallEffect] = []
         touched: list[int] = []
         if isinstance(event, Resynced):
-            self._resync(event, touched)
+            self._resync(event, touched, out)
         elif isinstance(event, ChannelHungUp):
             self._hangup(event, touched)
         elif isinstance(event, DialUpdated):
-            self._dial(event, touched)
+            self._dial(event, touched, out)
         elif isinstance(event, BridgeEntered):
             chan = self._ensure(event.channel, event.ts)
             if chan is not None and chan.live:
@@ -202,8 +230,7 @@ class CallMachine:
         elif isinstance(event, BridgeLeft):
             chan = self._ensure(event.channel, event.ts)
             if chan is not None:
-                chan.bridges.discard(event.bridge_id)
-                self._bridges.get(event.bridge_id, set()).discard(chan.id)
+                self._leave_bridge(chan, event.bridge_id)
                 touched.append(chan.gid)
         else:
             chan = self._ensure(event.channel, event.ts)
@@ -270,8 +297,6 @@ class CallMachine:
         self._unit_gid[unit.key] = group.gid
         if unit.operator_id is not None:
             self._op_groups.setdefault(unit.operator_id, set()).add(group.gid)
-            if unit.operator_id not in group.offered:
-                group.offered.append(unit.operator_id)
 
     def _hangup(self, event: ChannelHungUp, touched: list[int]) -> None:
         chan = self._chans.get(event.channel.id)
@@ -283,13 +308,21 @@ class CallMachine:
         touched.append(chan.gid)
 
     def _leave_bridges(self, chan: _Chan) -> None:
-        for bridge_id in chan.bridges:
-            self._bridges.get(bridge_id, set()).discard(chan.id)
-        chan.bridges.clear()
+        for bridge_id in list(chan.bridges):
+            self._leave_bridge(chan, bridge_id)
+
+    def _leave_bridge(self, chan: _Chan, bridge_id: str) -> None:
+        chan.bridges.discard(bridge_id)
+        members = self._bridges.get(bridge_id)
+        if members is not None:
+            members.discard(chan.id)
+            if not members:
+                del self._bridges[bridge_id]
+                self._holding.discard(bridge_id)
 
     # ----------------------------------------------------------------- linking
 
-    def _dial(self, event: DialUpdated, touched: list[int]) -> None:
+    def _dial(self, event: DialUpdated, touched: list[int], out: list[CallEffect]) -> None:
         peer = self._ensure(event.peer, event.ts)
         if peer is None:
             return
@@ -303,7 +336,7 @@ class CallMachine:
         if caller is None:
             return   # the caller's call already ended: a late frame
         if caller.gid != peer.gid:
-            self._merge(caller.gid, peer.gid, event.ts, None)
+            self._merge(caller.gid, peer.gid, event.ts, out)
         status = event.status.upper()
         if status and unit.dial_status not in _DIAL_FINAL:
             unit.dial_status = status
@@ -324,19 +357,19 @@ class CallMachine:
             if other is not None and other.live and other.gid != chan.gid:
                 self._merge(other.gid, chan.gid, ts, out)
 
-    def _merge(self, gid_a: int, gid_b: int, ts: datetime, out: list[CallEffect] | None) -> int:
+    def _merge(self, gid_a: int, gid_b: int, ts: datetime, out: list[CallEffect]) -> int:
         """Merge two groups; a published call absorbed by another one ends at ``ts``."""
         a, b = self._groups[gid_a], self._groups[gid_b]
         keep, gone = (a, b) if self._outranks(a, b) else (b, a)
         if gone.call is not None:
-            # Both were published (e.g. a consultation call bridged into the customer's).
+            # Both were published (e.g. a consultation call bridged into the customer's): the
+            # absorbed one ends here, and its legs must join the surviving call on their own.
             gone.forced_end = ts
-            if out is not None:
-                self._publish(gone, ts, out)
-            for key in gone.units:
-                gone.units[key].joined = False
-                if gone.units[key].dial_status == "ANSWER":
-                    gone.units[key].dial_status = None
+            out.append(CallEnded(self._snapshot(gone, gone.call, True, ts)))
+            for unit in gone.units.values():
+                unit.joined = False
+                if unit.dial_status == "ANSWER":
+                    unit.dial_status = None
         for unit in gone.units.values():
             self._add_unit(keep, unit)
             if unit.operator_id is not None:
@@ -350,15 +383,17 @@ class CallMachine:
 
     @staticmethod
     def _outranks(a: _Group, b: _Group) -> bool:
-        def rank(g: _Group) -> tuple[int, int, int, datetime | None, int]:
-            published = 0 if g.call is not None else 1
-            has_root = 0 if g.root is not None else 1
-            internal = 1 if g.direction is Direction.INTERNAL else 0
-            return (published, internal, has_root, None, g.gid)
+        """Which group survives a merge: published, then not internal, then rooted, then older."""
 
-        ra, rb = rank(a), rank(b)
-        if ra[:3] != rb[:3]:
-            return ra[:3] < rb[:3]
+        def rank(g: _Group) -> tuple[int, int, int]:
+            return (
+                0 if g.call is not None else 1,
+                1 if g.direction is Direction.INTERNAL else 0,
+                0 if g.root is not None else 1,
+            )
+
+        if rank(a) != rank(b):
+            return rank(a) < rank(b)
         if a.start_time is not None and b.start_time is not None and a.start_time != b.start_time:
             return a.start_time < b.start_time
         return a.gid < b.gid
@@ -392,7 +427,7 @@ class CallMachine:
 
     # ----------------------------------------------------------------- resync
 
-    def _resync(self, event: Resynced, touched: list[int]) -> None:
+    def _resync(self, event: Resynced, touched: list[int], out: list[CallEffect]) -> None:
         present = {info.id for info in event.channels}
         for chan in list(self._chans.values()):
             if chan.live and chan.id not in present:
@@ -402,12 +437,12 @@ class CallMachine:
         new: list[_Chan] = []
         for info in event.channels:
             known = info.id in self._chans
-            chan = self._ensure(info, event.ts)
-            if chan is None:
+            seen = self._ensure(info, event.ts)
+            if seen is None:
                 continue
-            touched.append(chan.gid)
+            touched.append(seen.gid)
             if not known:
-                new.append(chan)
+                new.append(seen)
         # Calls that began while we were away. Customer channels root inbound calls.
         for chan in sorted(new, key=_Chan.sort_key):
             group = self._groups[chan.gid]
@@ -426,19 +461,19 @@ class CallMachine:
                 continue
             matches = by_number.get(chan.caller_number, []) if chan.caller_number else []
             if len(matches) == 1 and matches[0] in self._groups:
-                gid = self._merge(matches[0], chan.gid, event.ts, None)
+                gid = self._merge(matches[0], chan.gid, event.ts, out)
                 touched.append(gid)
             elif chan.half == 0 and chan.state in ("Ring", "Up"):
                 self._make_root(group, chan.unit)
         # An operator leg that is Up in a call is taken as answered at the resync time.
         for gid in dict.fromkeys(touched):
-            group = self._groups.get(gid)
-            if group is None or group.root is None:
+            found = self._groups.get(gid)
+            if found is None or found.root is None:
                 continue
-            for unit in group.units.values():
+            for unit in found.units.values():
                 if (
                     unit.operator_id is not None
-                    and unit.key != group.root
+                    and unit.key != found.root
                     and not unit.joined
                     and unit.dial_status not in _DIAL_FAILED
                     and any(self._chans[c].live and self._chans[c].state == "Up"
@@ -519,7 +554,7 @@ class CallMachine:
             out.append(CallStarted(started))
             group.call = started
         prev = group.call
-        cur = self._snapshot(group, prev, ended)
+        cur = self._snapshot(group, prev, ended, ts)
         milestone = False
         if prev.answer_time is None and cur.answer_time is not None:
             answered = replace(cur, status=CallStatus.ANSWERED, end_time=None,
@@ -529,13 +564,10 @@ class CallMachine:
             milestone = True
         for i in range(len(prev.transfer_operator_ids), len(cur.transfer_operator_ids)):
             before = cur.transfer_operator_ids[i - 1] if i else cur.operator_id
-            step = replace(cur, transfer_operator_ids=cur.transfer_operator_ids[: i + 1])
-            if not ended:
-                out.append(CallTransferred(step, before, cur.transfer_operator_ids[i]))
-            else:
-                out.append(CallTransferred(replace(step, status=CallStatus.ANSWERED,
-                                                   end_time=None, hangup_cause=None),
-                                           before, cur.transfer_operator_ids[i]))
+            step = replace(cur, transfer_operator_ids=cur.transfer_operator_ids[: i + 1],
+                           status=CallStatus.ANSWERED, end_time=None, missed_reason=None,
+                           hangup_cause=None)
+            out.append(CallTransferred(step, before, cur.transfer_operator_ids[i]))
             milestone = True
         if ended:
             out.append(CallEnded(cur))
@@ -568,25 +600,23 @@ class CallMachine:
             start_time=group.start_time,
             direction=group.direction or Direction.INBOUND,
             called_number=group.called_number,
-            channel_ids=tuple(group.chans),
-            offered_operator_ids=tuple(group.offered),
+            channel_ids=self._channel_ids(group),
+            offered_operator_ids=self._offered(group),
             group_ids=self._group_ids(group),
             operator_id=group.operator_id if group.direction is Direction.OUTBOUND else None,
             operator_extension=self._extension(group.operator_id)
             if group.direction is Direction.OUTBOUND else None,
         )
 
-    def _snapshot(self, group: _Group, prev: Call, ended: bool) -> Call:
+    def _snapshot(self, group: _Group, prev: Call, ended: bool, ts: datetime) -> Call:
         number, name = self._caller(group)
         end_time: datetime | None = None
         status = CallStatus.ANSWERED if group.answer_time is not None else CallStatus.INCOMING
         missed_reason: str | None = None
         cause: int | None = None
         if ended:
-            end_time = group.forced_end or max(
-                self._chans[c].gone_at or ts_min for c in group.chans
-                for ts_min in [self._chans[c].created]
-            )
+            gone = [t for c in group.chans if (t := self._chans[c].gone_at) is not None]
+            end_time = group.forced_end or (max(gone) if gone else ts)
             status = CallStatus.COMPLETED if group.answer_time is not None else CallStatus.MISSED
             anchor = self._chans[group.anchor] if group.anchor else None
             cause = anchor.cause if anchor is not None else None
@@ -603,8 +633,8 @@ class CallMachine:
             end_time=end_time,
             missed_reason=missed_reason,
             hangup_cause=cause,
-            channel_ids=tuple(group.chans),
-            offered_operator_ids=tuple(group.offered),
+            channel_ids=self._channel_ids(group),
+            offered_operator_ids=self._offered(group),
             group_ids=self._group_ids(group),
             transfer_operator_ids=tuple(group.transfers),
         )
@@ -665,9 +695,26 @@ class CallMachine:
         operator = self._dir.by_id(operator_id) if operator_id else None
         return operator.extension if operator is not None else None
 
+    def _channel_ids(self, group: _Group) -> tuple[str, ...]:
+        """In PBX creation order, whatever order the frames arrived in."""
+        return tuple(c.id for c in sorted((self._chans[c] for c in group.chans),
+                                          key=_Chan.sort_key))
+
+    def _offered(self, group: _Group) -> tuple[str, ...]:
+        """Operators with a leg in the call, ordered by their first leg's creation."""
+        first: dict[str, tuple[datetime, int, tuple[int, int, int, str]]] = {}
+        for unit in group.units.values():
+            if unit.operator_id is None:
+                continue
+            for cid in unit.chans:
+                key = self._chans[cid].sort_key()
+                if unit.operator_id not in first or key < first[unit.operator_id]:
+                    first[unit.operator_id] = key
+        return tuple(sorted(first, key=lambda op: (first[op], op)))
+
     def _group_ids(self, group: _Group) -> tuple[str, ...]:
         ids: dict[str, None] = {}
-        for operator_id in group.offered:
+        for operator_id in self._offered(group):
             operator = self._dir.by_id(operator_id)
             if operator is not None and operator.group_id:
                 ids[operator.group_id] = None

@@ -38,6 +38,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, BinaryIO, TypeVar
@@ -193,8 +194,9 @@ def _stop_postgres(server: PostgresServer) -> None:
 async def embedded_postgres(data_dir: pathlib.Path) -> AsyncIterator[str]:
     """Run an embedded PostgreSQL with its cluster in ``data_dir / "postgres"``; yield its URL.
 
-    The URL (``postgresql://postgres:@/postgres?host=<socket dir>``) is for asyncpg; auth is
-    ``trust`` over a unix socket only. The server is stopped (``pg_ctl stop -m fast``) on exit.
+    The URL is ``postgresql://postgres@%2F<socket%2Fdir>:5432/postgres`` (asyncpg and libpq
+    read it); auth is ``trust`` over a unix socket only, no TCP port is opened. The server is
+    stopped (``pg_ctl stop -m fast``) on exit.
     """
     pgdata = await asyncio.to_thread(_prepare_dir, data_dir, "postgres")
     _warn_if_private_home(pgdata)
@@ -221,9 +223,20 @@ async def embedded_postgres(data_dir: pathlib.Path) -> AsyncIterator[str]:
         server.get_pid(),
     )
     try:
-        yield server.get_uri()
+        yield _postgres_url(server)
     finally:
         await _release_postgres(server)
+
+
+def _postgres_url(server: PostgresServer) -> str:
+    """``postgresql://postgres@<percent-encoded socket dir>:<port>/postgres`` (libpq's documented
+    unix-socket URI form, also read by asyncpg): unlike embedded-postgres' ``?host=/path`` form,
+    the database name stays the last path segment, so swapping it is plain string work."""
+    info = server.get_postmaster_info()
+    if info.socket_dir is None:  # Windows: TCP
+        return server.get_uri()
+    host = urllib.parse.quote(str(info.socket_dir), safe="")
+    return f"postgresql://postgres@{host}:{info.port or 5432}/postgres"
 
 
 async def _release_postgres(server: PostgresServer) -> None:
@@ -277,17 +290,22 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
     return preexec
 
 
-async def _answers_ping(port: int) -> bool:
+async def _answers_as(port: int, pid: int) -> bool:
+    """Whether 127.0.0.1:port answers INFO as server process ``pid`` (not some other server that
+    took the port between our probe and the child's bind)."""
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
         return False
     try:
-        writer.write(b"*1\r\n$4\r\nPING\r\n")
+        writer.write(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
         await writer.drain()
-        reply = await asyncio.wait_for(reader.readline(), 1.0)
-        return reply.startswith(b"+PONG")
-    except (OSError, TimeoutError):
+        header = await asyncio.wait_for(reader.readline(), 1.0)
+        if not header.startswith(b"$"):
+            return False  # e.g. -LOADING
+        body = await asyncio.wait_for(reader.readexactly(int(header[1:]) + 2), 1.0)
+        return f"process_id:{pid}\r\n".encode() in body
+    except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError):
         return False
     finally:
         writer.close()
@@ -321,7 +339,7 @@ async def _stop_process(proc: asyncio.subprocess.Process) -> None:
 async def _spawn_valkey(
     binary: pathlib.Path, redis_dir: pathlib.Path, log_path: pathlib.Path
 ) -> tuple[asyncio.subprocess.Process, int]:
-    """Start valkey-server on a free port and wait until it answers PING (retries port races)."""
+    """Start valkey-server on a free port and wait until it answers (retries port races)."""
     last_error = "no attempt"
     for _attempt in range(3):
         port = _free_port()
@@ -351,12 +369,12 @@ async def _spawn_valkey(
             while time.monotonic() < deadline:
                 if proc.returncode is not None:
                     break
-                if await _answers_ping(port):
+                if await _answers_as(port, proc.pid):
                     return proc, port
                 await asyncio.sleep(0.01)
             else:
                 raise RuntimeError(
-                    f"embedded Redis did not answer PING within {_REDIS_START_TIMEOUT} s "
+                    f"embedded Redis did not answer within {_REDIS_START_TIMEOUT} s "
                     f"(see {log_path})"
                 )
         except BaseException:

@@ -1,0 +1,113 @@
+"""Feeds events into the engine, one at a time, and carries its effects out.
+
+One consumer task applies events in arrival order. Effects are published first (dashboards want
+them now), then persisted: live state to the StateStore, records to the RecordSink. A failing
+store or sink is logged and counted; the loop goes on (the sink retries on its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+
+from engine.effects import (
+    CallEnded,
+    Effect,
+    OperatorLoggedIn,
+    OperatorStatusChanged,
+    OperatorUpdated,
+)
+from engine.events import Event
+from engine.machine import Engine
+from engine.model import Call, Operator
+from engine.ports import Publisher, RecordSink, StateStore
+
+log = logging.getLogger("switchboard.runner")
+
+@dataclass(slots=True)
+class RunnerStats:
+    events: int = 0
+    effects: int = 0
+    errors: int = 0          # failed store/sink/publisher calls and engine failures
+
+
+class Runner:
+    def __init__(
+        self, engine: Engine, store: StateStore, sink: RecordSink, publisher: Publisher
+    ) -> None:
+        self.engine = engine
+        self._store = store
+        self._sink = sink
+        self._publisher = publisher
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._lock = asyncio.Lock()   # handle_now and run() never interleave
+        self.stats = RunnerStats()
+
+    def submit(self, event: Event) -> None:
+        """Queue an event for the run loop (never blocks)."""
+        self._queue.put_nowait(event)
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def run(self) -> None:
+        """Apply queued events forever, in order. Cancel the task to stop."""
+        while True:
+            event = await self._queue.get()
+            try:
+                await self.handle_now(event)
+            finally:
+                self._queue.task_done()
+
+    async def drain(self) -> None:
+        """Wait until every submitted event has been applied (needs ``run`` running)."""
+        await self._queue.join()
+
+    async def handle_now(self, event: Event) -> list[Effect]:
+        """Apply one event now and wait for its effects to be persisted."""
+        async with self._lock:
+            self.stats.events += 1
+            try:
+                effects = self.engine.handle(event)
+            except Exception:
+                # A bug on one event must not stop the engine for every later one.
+                self.stats.errors += 1
+                log.exception("engine failed on %s", type(event).__name__)
+                return []
+            if not effects:
+                return effects
+            self.stats.effects += len(effects)
+            try:
+                self._publisher.publish(effects)
+            except Exception:
+                self.stats.errors += 1
+                log.exception("publisher failed")
+            await self._persist(effects)
+            return effects
+
+    def snapshot(self) -> tuple[list[Call], list[Operator]]:
+        """Active calls and operators, read synchronously (no await between subscribe and this)."""
+        return self.engine.active_calls(), self.engine.operators()
+
+    async def _persist(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, OperatorStatusChanged | OperatorUpdated | OperatorLoggedIn):
+                await self._guard("save_operator", self._store.save_operator(effect.operator))
+                await self._guard("write_operator", self._sink.write_operator(effect.operator))
+                continue
+            call = effect.call
+            if isinstance(effect, CallEnded):
+                await self._guard("remove_call", self._store.remove_call(call.id))
+            else:
+                await self._guard("save_call", self._store.save_call(call))
+            await self._guard("write", self._sink.write(call))
+
+    async def _guard(self, what: str, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+        except Exception:
+            self.stats.errors += 1
+            log.exception("%s failed", what)

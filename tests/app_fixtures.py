@@ -1,0 +1,70 @@
+"""Fixtures that run the whole Switchboard app against the session's real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+
+from api.app import create_app
+from api.config import Settings
+from api.state import SERVICES, Services
+from connectors.fakes.ari_server import FakeAsterisk, endpoint
+from tests.helpers import ADMIN_PASSWORD
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def app_settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url, redis_url=redis_url, data_dir=tmp_path,
+        admin_password=ADMIN_PASSWORD, jwt_secret="test-secret-" + "x" * 32,
+        secret_key="test-secret-key", simulator="off", ws_auth_timeout=2.0,
+        log_level="WARNING",
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fake_asterisk() -> AsyncIterator[FakeAsterisk]:
+    async with FakeAsterisk(username="ari", password="ari-secret", app="switchboard") as fake:
+        for ext in ("1001", "1002"):  # registered phones, as the resync will find them
+            fake.set_endpoint(endpoint("PJSIP", ext, "online"))
+        yield fake
+
+
+async def _client(settings: Settings, **overrides: Any) -> TestClient:
+    app = create_app(dataclasses.replace(settings, **overrides))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(app_settings: Settings) -> AsyncIterator[TestClient]:
+    """The app with no PBX."""
+    c = await _client(app_settings)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pbx_client(app_settings: Settings,
+                     fake_asterisk: FakeAsterisk) -> AsyncIterator[TestClient]:
+    """The app connected over real ARI to the fake Asterisk (connected and resynced)."""
+    c = await _client(app_settings, ari_url=fake_asterisk.url, ari_username="ari",
+                      ari_password="ari-secret", ari_app="switchboard")
+    try:
+        await c.app[SERVICES].pbx["stream"].wait_connected()
+        yield c
+    finally:
+        await c.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def services(client: TestClient) -> Services:
+    return client.app[SERVICES]
