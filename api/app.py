@@ -85,9 +85,10 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
         )
         services = Services(settings=settings, pool=pool, redis=redis, users=users,
                             tokens=tokens, hub=hub, ws=ws, engine=engine, runner=runner,
-                            records=sink)
+                            records=sink, live_state=store)
 
         tasks = [asyncio.create_task(sink.run(), name="record-sink"),
+                 asyncio.create_task(store.run(), name="live-state"),
                  asyncio.create_task(runner.run(), name="runner")]
 
         async def stop_tasks() -> None:
@@ -95,6 +96,7 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await sink.flush()  # last chance for queued records
+            await store.flush()
 
         stack.push_async_callback(stop_tasks)
         stack.push_async_callback(ws.close_all)

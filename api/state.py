@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from engine.machine.engine import Engine
     from engine.runner import Runner
     from engine.storage.records import PostgresRecordSink
+    from engine.storage.redis_state import RedisStateStore
     from engine.storage.users import Users
     from ws.handler import WebSocketEndpoint
     from ws.hub import Hub
@@ -35,6 +36,7 @@ class Services:
     engine: Engine
     runner: Runner
     records: PostgresRecordSink
+    live_state: RedisStateStore
     ari: AriClient | None = None
     started_at: float = field(default_factory=time.time)
     pbx: dict[str, Any] = field(default_factory=dict)  # what is connected: for system info

@@ -163,3 +163,4 @@ async def redis(redis_url: str) -> AsyncIterator[aredis.Redis]:
 
 # The whole app (API, engine, WebSocket) over the servers above.
 from tests.app_fixtures import *  # noqa: E402, F403
+from tests.watchdog import *  # noqa: E402, F403

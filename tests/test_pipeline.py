@@ -126,6 +126,7 @@ class Live:
                 break
         await self.services.runner.drain()
         await self.services.records.flush()
+        await self.services.live_state.flush()
 
     async def call_row(self, call_id: str) -> dict[str, Any] | None:
         row = await self.services.pool.fetchrow("SELECT * FROM calls WHERE id = $1::uuid",

@@ -39,6 +39,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from engine.model import Call, Operator
 from ws.access import Viewer, can_see_call, can_see_operator
+from ws.frames import FrameCache
 from ws.hub import Hub, Subscription
 from ws.messages import EVENT_TYPES, call_view, iso, operator_view, unknown_event_types
 
@@ -83,6 +84,7 @@ class _Client:
     session: WsSession
     close_code: int = WSCloseCode.OK
     close_reason: str = ""
+    transport: asyncio.BaseTransport | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)      # time to close
     finished: asyncio.Event = field(default_factory=asyncio.Event)  # closed, tasks reaped
 
@@ -121,6 +123,7 @@ class WebSocketEndpoint:
         self._pending: set[web.WebSocketResponse] = set()  # connected, not authenticated yet
         self._clients: set[_Client] = set()
         self._shutting_down = False
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def client_count(self) -> int:
@@ -150,7 +153,7 @@ class WebSocketEndpoint:
             await self._close(ws, WSCloseCode.GOING_AWAY, "server shutdown")
             return ws
 
-        client = _Client(ws, session)
+        client = _Client(ws, session, request.transport)
         self._clients.add(client)
         try:
             def on_overflow() -> None:
@@ -188,6 +191,8 @@ class WebSocketEndpoint:
             self._close(ws, WSCloseCode.GOING_AWAY, "server shutdown") for ws in self._pending
         ]
         await asyncio.gather(*unauthenticated, *(c.finished.wait() for c in clients))
+        if self._sweeper is not None:
+            await _reap(self._sweeper)
 
     # -- authentication ---------------------------------------------------------------------
 
@@ -235,33 +240,49 @@ class WebSocketEndpoint:
 
     async def _serve(self, client: _Client, sub: Subscription, hello: list[bytes]) -> None:
         tasks = [
-            asyncio.create_task(self._send_loop(client.ws, sub, hello)),
-            asyncio.create_task(self._watch(client)),
+            asyncio.create_task(self._send_loop(client.ws, sub, hello, client.transport)),
             asyncio.create_task(self._read_loop(client.ws, sub)),
         ]
         for task in tasks:
             task.add_done_callback(lambda _: client.done.set())
-        sender, watcher, reader = tasks
+        sender, reader = tasks
+        # Expiry is a timer, revocation a sweep over all clients: no task per client waking up.
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, client.session.expires_at - self._clock()),
+            client.request_close, CLOSE_AUTH_ENDED, "AUTH_002",
+        )
+        self._ensure_sweeper()
         try:
             await client.done.wait()
         finally:
+            expiry.cancel()
             # The sender may be stuck on a full socket buffer: cancel it before closing.
-            await _reap(sender, watcher)
+            await _reap(sender)
             if not client.ws.closed:
                 await self._close(client.ws, client.close_code, client.close_reason)
             await _reap(reader)  # close() has already ended it; this only reaps
 
     async def _send_loop(
-        self, ws: web.WebSocketResponse, sub: Subscription, hello: list[bytes]
+        self, ws: web.WebSocketResponse, sub: Subscription, hello: list[bytes],
+        transport: asyncio.BaseTransport | None,
     ) -> None:
+        """Sends in order. While nothing is queued, the hub writes straight to the socket
+        (``sub.direct``); once the socket's buffer is full, messages queue here and this loop
+        sends them as the client reads, until the bounded queue overflows (1013)."""
+        direct = _direct_writer(ws, transport)
         try:
             for data in hello:
                 await ws.send_frame(data, WSMsgType.TEXT)
             while True:
+                if sub.queue.empty():
+                    sub.direct = direct
                 data = await sub.queue.get()
+                sub.direct = None
                 await ws.send_frame(data, WSMsgType.TEXT)
         except ConnectionError:  # the peer is gone; the reader sees it too
             return
+        finally:
+            sub.direct = None
 
     async def _read_loop(self, ws: web.WebSocketResponse, sub: Subscription) -> None:
         async for msg in ws:
@@ -272,17 +293,20 @@ class WebSocketEndpoint:
             else:  # ERROR: the connection is broken
                 return
 
-    async def _watch(self, client: _Client) -> None:
-        """Close with 4002 at token expiry, or when the token is revoked (polled)."""
-        expires_at, jti, poll = client.session.expires_at, client.session.jti, self._revocation_poll
-        while (remaining := expires_at - self._clock()) > 0:
-            await asyncio.sleep(remaining if poll is None else min(remaining, poll))
-            if poll is not None and self._clock() < expires_at and await self._is_revoked(jti):
-                client.request_close(CLOSE_AUTH_ENDED, "AUTH_001")
-                return
-        client.request_close(CLOSE_AUTH_ENDED, "AUTH_002")
+    def _ensure_sweeper(self) -> None:
+        if self._revocation_poll is not None and (self._sweeper is None or self._sweeper.done()):
+            self._sweeper = asyncio.create_task(self._sweep_revoked(self._revocation_poll))
 
-    async def _is_revoked(self, jti: str) -> bool:
+    async def _sweep_revoked(self, poll: float) -> None:
+        """Every ``poll`` seconds, one denylist lookup per distinct token of the connected
+        clients (a thousand dashboards must not mean a thousand timers and Redis calls)."""
+        while self._clients:
+            await asyncio.sleep(poll)
+            for jti in {c.session.jti for c in self._clients}:
+                if await self._lookup(jti):
+                    self.revoke(jti)
+
+    async def _lookup(self, jti: str) -> bool:
         try:
             return await self._auth.is_revoked(jti)
         except Exception:  # fail open: a denylist outage must not drop every dashboard
@@ -295,6 +319,29 @@ class WebSocketEndpoint:
                 await ws.close(code=code, message=reason.encode())
         except TimeoutError:  # aiohttp has dropped the transport by now
             log.info("websocket close handshake timed out (code %s)", code)
+
+
+# Above this many unsent bytes a socket counts as busy: messages queue instead (bounded).
+DIRECT_WRITE_HIGH_WATER = 64 * 1024
+_FRAMES = FrameCache()  # one framing per message, shared by every client's writer
+
+
+def _direct_writer(
+    ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None
+) -> Callable[[list[bytes]], bool] | None:
+    # Duck-typed: uvloop's transports do not subclass asyncio's.
+    if transport is None or not hasattr(transport, "get_write_buffer_size"):
+        return None
+
+    def write(batch: list[bytes]) -> bool:
+        if (ws.closed or transport.is_closing()
+                or transport.get_write_buffer_size() > DIRECT_WRITE_HIGH_WATER):  # type: ignore[attr-defined]
+            return False
+        frames = _FRAMES(batch[0]) if len(batch) == 1 else b"".join(map(_FRAMES, batch))
+        transport.write(frames)  # type: ignore[attr-defined]
+        return True
+
+    return write
 
 
 def _answer(sub: Subscription, text: str) -> bytes:

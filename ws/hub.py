@@ -94,7 +94,10 @@ class SendQueue:
 class Subscription:
     """One client's view of the hub. Use as a context manager: leaving it always unsubscribes."""
 
-    __slots__ = ("_hub", "_on_overflow", "overflowed", "queue", "scope", "types", "viewer")
+    __slots__ = (
+        "_hub", "_on_overflow", "batch", "direct", "overflowed", "queue", "scope", "types",
+        "viewer",
+    )
 
     def __init__(
         self, hub: Hub, viewer: Viewer, on_overflow: Callable[[], None] | None, maxsize: int
@@ -106,6 +109,10 @@ class Subscription:
         self.queue = SendQueue(maxsize)
         self.types: frozenset[str] | None = None  # None: every event type
         self.overflowed = False
+        # Set by the connection while nothing is queued: writes messages to the socket at once
+        # if it can without blocking (returns False when the socket's buffer is full).
+        self.direct: Callable[[list[bytes]], bool] | None = None
+        self.batch: list[bytes] = []  # messages of this loop iteration, written in one go
 
     def set_filter(self, types: Iterable[str] | None) -> None:
         """Deliver only these event types (``None``: all). Unknown names raise ``ValueError``."""
@@ -122,6 +129,14 @@ class Subscription:
         """Queue one serialized message; ``False`` if the subscriber is (now) overflowed."""
         if self.overflowed:
             return False
+        if self.direct is not None and self.queue.empty():
+            if not self.batch:
+                self._hub._batched(self)
+            self.batch.append(data)
+            return True
+        return self._enqueue(data)
+
+    def _enqueue(self, data: bytes) -> bool:
         try:
             self.queue.put_nowait(data)
         except asyncio.QueueFull:
@@ -129,6 +144,17 @@ class Subscription:
             self._hub._overflowed(self)
             return False
         return True
+
+    def flush_batch(self) -> None:
+        """Write this iteration's messages in one write, or queue them if the socket is busy."""
+        batch, self.batch = self.batch, []
+        if not batch or self.overflowed:
+            return
+        if self.direct is not None and self.queue.empty() and self.direct(batch):
+            return
+        for data in batch:
+            if not self._enqueue(data):
+                return
 
     def close(self) -> None:
         self._hub._remove(self)
@@ -162,6 +188,8 @@ class Hub:
         self._subs: tuple[Subscription, ...] = ()
         self.last_id = 0
         self.stats = HubStats()
+        self._dirty: list[Subscription] = []
+        self._flush_scheduled = False
         self._started: dict[str, Call] = {}  # calls whose call_started went out, as last seen
 
     @property
@@ -265,6 +293,22 @@ class Hub:
                 log.exception("fan-out to %r failed", sub.viewer)
         self.stats.delivered += delivered
         return self.last_id
+
+    def _batched(self, sub: Subscription) -> None:
+        """A burst of events becomes one socket write per client, at the end of this step."""
+        self._dirty.append(sub)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for sub in dirty:
+            try:
+                sub.flush_batch()
+            except Exception:  # one bad subscriber never breaks the fan-out
+                log.exception("writing to %r failed", sub.viewer)
 
     def _overflowed(self, sub: Subscription) -> None:
         self.stats.dropped_clients += 1

@@ -14,6 +14,7 @@ from collections import Counter
 import asyncpg
 
 from engine.model import Call, Operator
+from engine.storage.cancel import reraise_lost_cancellation
 
 log = logging.getLogger("switchboard.records")
 
@@ -93,6 +94,7 @@ class PostgresRecordSink:
             try:
                 await self.flush()
                 backoff = 0.1
+                reraise_lost_cancellation()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self.stats["failed_batches"] += 1
                 log.warning("writing %d records failed (%s); retry in %.1fs",
@@ -130,3 +132,4 @@ class PostgresRecordSink:
                 self.stats["calls_written"] += len(calls)
                 self.stats["operators_written"] += len(operators)
             self._wake.clear()
+
