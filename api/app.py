@@ -16,7 +16,8 @@ from api import pbx
 from api.auth import Tokens, generate_password, hash_password
 from api.config import Settings, persistent_secret
 from api.errors import error_middleware
-from api.routes import register
+from api.routes import ROUTES
+from api.routing import register
 from api.state import SERVICES, Services
 from api.wsauth import JwtWsAuthenticator
 from engine.machine.engine import Engine
@@ -114,7 +115,7 @@ def create_app(settings: Settings) -> web.Application:
             yield
 
     app.cleanup_ctx.append(services_ctx)
-    register(app)
+    register(app, ROUTES)
 
     async def ws_events(request: web.Request) -> web.StreamResponse:
         return await request.app[SERVICES].ws.handle(request)

@@ -85,6 +85,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
+        if hasattr(exc, "items"):  # a query/path validation error: the seed's detail list
+            return json_response({"detail": exc.items}, status=422)
         return json_response(error_body(exc.status, exc.detail, exc.code, exc.field),
                              status=exc.status, headers=getattr(exc, "headers", None))
     except ValidationError as exc:

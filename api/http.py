@@ -8,9 +8,9 @@ from uuid import UUID
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from api.errors import ApiError
+from api.errors import ApiError, validation_detail
 from ws.messages import iso
 
 M = TypeVar("M", bound=BaseModel)
@@ -28,6 +28,35 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     except orjson.JSONDecodeError:
         raise MalformedJson() from None
     return model.model_validate(data)
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    """Query parameters validated by ``model``: 422 with ``loc: ["query", field]``."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise QueryInvalid(validation_detail(exc, "query")) from None
+
+
+class QueryInvalid(ApiError):
+    status, code = 422, None
+
+    def __init__(self, detail: list[dict[str, Any]]) -> None:
+        super().__init__("invalid query")
+        self.items = detail
+
+
+class NotFound(ApiError):
+    status, code, detail = 404, "DB_002", "Not found"
+
+
+def uuid_param(request: web.Request, name: str, *, code: str = "DB_002") -> str:
+    """A path parameter that must be a UUID; anything else is an unknown id (404)."""
+    raw = request.match_info[name]
+    try:
+        return str(UUID(raw))
+    except ValueError:
+        raise NotFound(f"{name} not found", code=code) from None
 
 
 def to_json(value: Any) -> Any:

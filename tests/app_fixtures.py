@@ -68,3 +68,23 @@ async def pbx_client(app_settings: Settings,
 @pytest_asyncio.fixture(loop_scope="session")
 async def services(client: TestClient) -> Services:
     return client.app[SERVICES]
+
+
+ROLE_USERS = {"admin": ("admin", None), "manager": ("r_manager", None),
+              "supervisor": ("r_supervisor", None), "operator": ("r_operator", "3001")}
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def role_tokens(client: TestClient) -> dict[str, str]:
+    """A bearer token for one user of every role (operator: extension 3001)."""
+    from tests.helpers import ADMIN_PASSWORD, ensure_user, login
+
+    services = client.app[SERVICES]
+    tokens = {}
+    for role, (username, ext) in ROLE_USERS.items():
+        if role == "admin":
+            tokens[role] = await login(client, "admin", ADMIN_PASSWORD)
+            continue
+        await ensure_user(services, username, role, extension=ext)
+        tokens[role] = await login(client, username, "secret-pass")
+    return tokens

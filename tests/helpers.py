@@ -13,3 +13,17 @@ async def login(client: TestClient, username: str = "admin",
     assert resp.status == 200, await resp.text()
     token: str = (await resp.json())["access_token"]
     return token
+
+
+async def ensure_user(services, username: str, role: str, *, password: str = "secret-pass",
+                      extension: str | None = None, group_id: str | None = None) -> str:
+    """Create the user if missing (through the real repository); returns its id."""
+    from api.auth import hash_password
+
+    row = await services.users.by_username(username)
+    if row is None:
+        row = await services.users.create(
+            username=username, email=f"{username}@example.com", name=username.title(),
+            role=role, password_hash=hash_password(password), group_id=group_id,
+            extension=extension)
+    return str(row["id"])
