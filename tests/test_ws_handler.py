@@ -458,3 +458,29 @@ async def test_slow_client_is_closed_1013_and_fast_client_keeps_receiving() -> N
             await eventually(lambda: s.hub.subscriber_count == 1)
         finally:
             await slow_http.close()
+
+
+async def test_bursts_reach_every_client_once_and_in_order() -> None:
+    """Clients are served by one socket write per burst; ids stay complete and ordered, also
+    for a client that connects in the middle of a burst."""
+    async with serve() as s:
+        early = await s.connect(s.login("admin"))
+        await eventually(lambda: s.hub.writer_count == 1)
+        for _ in range(50):  # one burst: a single loop step
+            s.hub.publish_raw("bulk", {"n": 1})
+        late_task = asyncio.create_task(s.http.ws_connect(s.url(s.login("admin"))))
+        for _ in range(5):
+            for _ in range(20):
+                s.hub.publish_raw("bulk", {"n": 2})
+            await asyncio.sleep(0.001)
+        late = await late_task
+        assert (await recv(late))["type"] == "auth_ok"
+        snapshot = await recv(late)
+        for _ in range(30):
+            s.hub.publish_raw("bulk", {"n": 3})
+        total = s.hub.last_id
+        got_early = [(await recv(early))["id"] for _ in range(total)]
+        assert got_early == list(range(1, total + 1))
+        got_late = [(await recv(late))["id"] for _ in range(total - snapshot["id"])]
+        assert got_late == list(range(snapshot["id"] + 1, total + 1))
+        assert s.hub.writer_count == 2

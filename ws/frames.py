@@ -29,11 +29,13 @@ class FrameCache:
     the last ``size`` payloads are kept.
     """
 
-    __slots__ = ("_frames", "_size")
+    __slots__ = ("_frames", "_last_burst", "_last_joined", "_size")
 
     def __init__(self, size: int = 256) -> None:
         self._frames: dict[int, tuple[bytes, bytes]] = {}
         self._size = size
+        self._last_burst: list[bytes] | None = None
+        self._last_joined = b""
 
     def __call__(self, payload: bytes) -> bytes:
         hit = self._frames.get(id(payload))
@@ -44,3 +46,12 @@ class FrameCache:
             del self._frames[next(iter(self._frames))]
         self._frames[id(payload)] = (payload, frame)  # holding payload keeps its id unique
         return frame
+
+    def join(self, burst: list[bytes]) -> bytes:
+        """The frames of a burst as one buffer; the hub hands subscribers that see the same
+        messages the same list, so it is built once per list."""
+        if burst is self._last_burst:
+            return self._last_joined
+        joined = self(burst[0]) if len(burst) == 1 else b"".join(map(self, burst))
+        self._last_burst, self._last_joined = burst, joined
+        return joined

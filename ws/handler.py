@@ -153,7 +153,7 @@ class WebSocketEndpoint:
             await self._close(ws, WSCloseCode.GOING_AWAY, "server shutdown")
             return ws
 
-        client = _Client(ws, session, request.transport)
+        client = _Client(ws, session, transport=request.transport)
         self._clients.add(client)
         try:
             def on_overflow() -> None:
@@ -273,16 +273,13 @@ class WebSocketEndpoint:
         try:
             for data in hello:
                 await ws.send_frame(data, WSMsgType.TEXT)
+            if direct is not None:
+                self._hub.write_directly(sub, direct)
             while True:
-                if sub.queue.empty():
-                    sub.direct = direct
                 data = await sub.queue.get()
-                sub.direct = None
                 await ws.send_frame(data, WSMsgType.TEXT)
         except ConnectionError:  # the peer is gone; the reader sees it too
             return
-        finally:
-            sub.direct = None
 
     async def _read_loop(self, ws: web.WebSocketResponse, sub: Subscription) -> None:
         async for msg in ws:
@@ -333,12 +330,11 @@ def _direct_writer(
     if transport is None or not hasattr(transport, "get_write_buffer_size"):
         return None
 
-    def write(batch: list[bytes]) -> bool:
+    def write(burst: list[bytes]) -> bool:
         if (ws.closed or transport.is_closing()
                 or transport.get_write_buffer_size() > DIRECT_WRITE_HIGH_WATER):  # type: ignore[attr-defined]
             return False
-        frames = _FRAMES(batch[0]) if len(batch) == 1 else b"".join(map(_FRAMES, batch))
-        transport.write(frames)  # type: ignore[attr-defined]
+        transport.write(_FRAMES.join(burst))  # type: ignore[attr-defined]
         return True
 
     return write

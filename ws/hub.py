@@ -95,7 +95,7 @@ class Subscription:
     """One client's view of the hub. Use as a context manager: leaving it always unsubscribes."""
 
     __slots__ = (
-        "_hub", "_on_overflow", "batch", "direct", "overflowed", "queue", "scope", "types",
+        "_hub", "_on_overflow", "direct", "overflowed", "queue", "scope", "since_id", "types",
         "viewer",
     )
 
@@ -109,10 +109,10 @@ class Subscription:
         self.queue = SendQueue(maxsize)
         self.types: frozenset[str] | None = None  # None: every event type
         self.overflowed = False
-        # Set by the connection while nothing is queued: writes messages to the socket at once
-        # if it can without blocking (returns False when the socket's buffer is full).
+        # Set once by the connection (``Hub.write_directly``): writes a burst of messages to the
+        # socket in one go if it can without blocking (False when the socket's buffer is full).
         self.direct: Callable[[list[bytes]], bool] | None = None
-        self.batch: list[bytes] = []  # messages of this loop iteration, written in one go
+        self.since_id = hub.last_id  # it receives messages with greater ids only
 
     def set_filter(self, types: Iterable[str] | None) -> None:
         """Deliver only these event types (``None``: all). Unknown names raise ``ValueError``."""
@@ -129,14 +129,6 @@ class Subscription:
         """Queue one serialized message; ``False`` if the subscriber is (now) overflowed."""
         if self.overflowed:
             return False
-        if self.direct is not None and self.queue.empty():
-            if not self.batch:
-                self._hub._batched(self)
-            self.batch.append(data)
-            return True
-        return self._enqueue(data)
-
-    def _enqueue(self, data: bytes) -> bool:
         try:
             self.queue.put_nowait(data)
         except asyncio.QueueFull:
@@ -145,16 +137,16 @@ class Subscription:
             return False
         return True
 
-    def flush_batch(self) -> None:
-        """Write this iteration's messages in one write, or queue them if the socket is busy."""
-        batch, self.batch = self.batch, []
-        if not batch or self.overflowed:
-            return
-        if self.direct is not None and self.queue.empty() and self.direct(batch):
-            return
-        for data in batch:
-            if not self._enqueue(data):
-                return
+    def put_burst(self, burst: list[bytes]) -> int:
+        """Write a burst at once if the socket takes it, else queue it (order kept)."""
+        if self.overflowed or not burst:
+            return 0
+        if self.direct is not None and self.queue.empty() and self.direct(burst):
+            return len(burst)
+        for n, data in enumerate(burst):
+            if not self.put(data):
+                return n
+        return len(burst)
 
     def close(self) -> None:
         self._hub._remove(self)
@@ -185,16 +177,32 @@ class Hub:
         self._dumps = dumps
         # A tuple rebuilt on (rare) subscribe/unsubscribe: the hot loop iterates it without
         # copying, and callbacks may unsubscribe while it runs.
-        self._subs: tuple[Subscription, ...] = ()
+        self._subs: tuple[Subscription, ...] = ()       # get each message put at once
+        self._writers: tuple[Subscription, ...] = ()    # get bursts written once per loop step
         self.last_id = 0
         self.stats = HubStats()
-        self._dirty: list[Subscription] = []
+        self._outbox: list[_Outgoing] = []  # messages of this loop step, for the writers
         self._flush_scheduled = False
         self._started: dict[str, Call] = {}  # calls whose call_started went out, as last seen
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subs)
+        return len(self._subs) + len(self._writers)
+
+    @property
+    def writer_count(self) -> int:
+        """Subscribers served by burst writes (``write_directly``)."""
+        return len(self._writers)
+
+    def write_directly(self, sub: Subscription, writer: Callable[[list[bytes]], bool]) -> None:
+        """From now on ``sub`` gets messages in bursts: all that one loop step published, as
+        one socket write (``writer``), instead of one queue put per message. Anything already
+        queued is sent first."""
+        sub.direct = writer
+        sub.since_id = self.last_id  # everything up to here already went to its queue
+        if sub in self._subs:
+            self._subs = tuple(s for s in self._subs if s is not sub)
+            self._writers = (*self._writers, sub)
 
     def subscribe(
         self,
@@ -244,10 +252,7 @@ class Hub:
             return
         message = to_message(CallStarted(call), now)
         if message is not None:
-            self._fan_out(
-                now, *message,
-                lambda v: can_see_call(v, call) and not can_see_call(v, before), by_role=False,
-            )
+            self._fan_out(now, *message, _NewlyVisible(call, before), by_role=False)
 
     def publish_raw(
         self, type_: str, data: dict[str, Any], audience: Audience | None = None
@@ -269,46 +274,47 @@ class Hub:
     ) -> int:
         self.last_id += 1
         envelope = {"id": self.last_id, "ts": iso(now), "type": type_, "data": data}
-        payload = self._dumps(envelope)
+        out = _Outgoing(self.last_id, type_, self._dumps(envelope), audience, by_role)
         self.stats.published += 1
+        if self._writers:
+            self._outbox.append(out)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
         delivered = 0
-        seen_by_scope: dict[object, bool] = {}  # role rules: one check per distinct scope
         for sub in self._subs:
-            if sub.overflowed or (sub.types is not None and type_ not in sub.types):
-                continue
             try:
-                if audience is not None and (sub.scope is not None or not by_role):
-                    if not by_role:
-                        seen = audience(sub.viewer)
-                    else:
-                        cached = seen_by_scope.get(sub.scope)
-                        if cached is None:
-                            cached = seen_by_scope[sub.scope] = audience(sub.viewer)
-                        seen = cached
-                    if not seen:
-                        continue
-                if sub.put(payload):
+                if out.wanted_by(sub) and sub.put(out.payload):
                     delivered += 1
             except Exception:  # one bad subscriber never breaks the fan-out
                 log.exception("fan-out to %r failed", sub.viewer)
         self.stats.delivered += delivered
         return self.last_id
 
-    def _batched(self, sub: Subscription) -> None:
-        """A burst of events becomes one socket write per client, at the end of this step."""
-        self._dirty.append(sub)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
     def _flush(self) -> None:
+        """Hand each writer its burst. Subscribers that see the same messages (same scope and
+        filter, subscribed before the burst) share one burst list, so the per-client cost of a
+        burst is one visibility lookup and one socket write, whatever its size."""
         self._flush_scheduled = False
-        dirty, self._dirty = self._dirty, []
-        for sub in dirty:
+        outbox, self._outbox = self._outbox, []
+        if not outbox:
+            return
+        first_id = outbox[0].id
+        shared: dict[object, list[bytes]] = {}
+        delivered = 0
+        for sub in self._writers:
             try:
-                sub.flush_batch()
+                if sub.since_id < first_id and not _needs_viewer(outbox):
+                    key = (sub.scope, sub.types)
+                    burst = shared.get(key)
+                    if burst is None:
+                        burst = shared[key] = [o.payload for o in outbox if o.wanted_by(sub)]
+                else:  # joined mid-burst, or an audience that looks at the viewer itself
+                    burst = [o.payload for o in outbox if o.id > sub.since_id and o.wanted_by(sub)]
+                delivered += sub.put_burst(burst)
             except Exception:  # one bad subscriber never breaks the fan-out
                 log.exception("writing to %r failed", sub.viewer)
+        self.stats.delivered += delivered
 
     def _overflowed(self, sub: Subscription) -> None:
         self.stats.dropped_clients += 1
@@ -320,3 +326,48 @@ class Hub:
 
     def _remove(self, sub: Subscription) -> None:
         self._subs = tuple(s for s in self._subs if s is not sub)
+        self._writers = tuple(s for s in self._writers if s is not sub)
+
+
+class _NewlyVisible:
+    """Viewers who can see the call now but could not before (depends on the scope only)."""
+
+    scope_only = True
+
+    def __init__(self, now: Call, before: Call) -> None:
+        self.now, self.before = now, before
+
+    def __call__(self, viewer: Viewer) -> bool:
+        return can_see_call(viewer, self.now) and not can_see_call(viewer, self.before)
+
+
+class _Outgoing:
+    """One published message and who may receive it."""
+
+    __slots__ = ("_seen_by_scope", "audience", "by_role", "id", "payload", "type")
+
+    def __init__(self, id: int, type_: str, payload: bytes, audience: Audience | None,
+                 by_role: bool) -> None:
+        self.id, self.type, self.payload = id, type_, payload
+        self.audience, self.by_role = audience, by_role
+        self._seen_by_scope: dict[object, bool] = {}  # role rules: one check per scope
+
+    def wanted_by(self, sub: Subscription) -> bool:
+        if sub.overflowed or (sub.types is not None and self.type not in sub.types):
+            return False
+        if self.audience is None:
+            return True
+        if not self.by_role:
+            return self.audience(sub.viewer)
+        if sub.scope is None:  # sees everything
+            return True
+        seen = self._seen_by_scope.get(sub.scope)
+        if seen is None:
+            seen = self._seen_by_scope[sub.scope] = self.audience(sub.viewer)
+        return seen
+
+
+def _needs_viewer(outbox: list[_Outgoing]) -> bool:
+    """``publish_raw`` audiences may look at more than the scope: no sharing of bursts then."""
+    return any(o.audience is not None and not o.by_role and not getattr(
+        o.audience, "scope_only", False) for o in outbox)
