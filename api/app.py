@@ -12,13 +12,15 @@ from pathlib import Path
 from aiohttp import web
 from redis.asyncio import Redis
 
-from api import pbx
+from api import openapi, pbx
 from api.auth import Tokens, generate_password, hash_password
 from api.config import Settings, persistent_secret
 from api.errors import error_middleware
+from api.ratelimit import rate_limit_middleware
 from api.routes import ROUTES
 from api.routing import register
 from api.state import SERVICES, Services
+from api.views import admin as admin_views
 from api.wsauth import JwtWsAuthenticator
 from engine.machine.engine import Engine
 from engine.runner import Runner
@@ -101,13 +103,15 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
 
         stack.push_async_callback(stop_tasks)
         stack.push_async_callback(ws.close_all)
-        await stack.enter_async_context(pbx.connect(services))
+        # the admin's saved Asterisk connection (PUT /api/admin/settings), when enabled
+        stored_ari = await admin_views.stored_ari_config(services)
+        await stack.enter_async_context(pbx.connect(services, stored_ari))
         services.pbx["generated_admin_password"] = generated_password
         yield services
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[error_middleware, rate_limit_middleware])
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with lifespan(settings) as services:
@@ -116,6 +120,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(services_ctx)
     register(app, ROUTES)
+    openapi.setup(app, ROUTES)  # /openapi.json and /docs (Swagger UI, assets served locally)
 
     async def ws_events(request: web.Request) -> web.StreamResponse:
         return await request.app[SERVICES].ws.handle(request)

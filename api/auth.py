@@ -70,6 +70,7 @@ class Claims:
     jti: str
     exp: int
     iat: int
+    fam: str | None = None  # refresh-token family (api/refresh.py); revoking it kills this token
 
 
 class Tokens:
@@ -80,13 +81,16 @@ class Tokens:
         self.ttl = ttl
         self._redis = redis
 
-    def issue(self, user_id: str, role: str) -> tuple[str, Claims]:
+    def issue(self, user_id: str, role: str, family: str | None = None) -> tuple[str, Claims]:
         now = int(time.time())
-        claims = Claims(sub=user_id, role=role, jti=uuid.uuid4().hex, iat=now, exp=now + self.ttl)
+        claims = Claims(sub=user_id, role=role, jti=uuid.uuid4().hex, iat=now, exp=now + self.ttl,
+                        fam=family)
         payload: dict[str, Any] = {
             "sub": claims.sub, "role": claims.role, "jti": claims.jti,
             "iat": claims.iat, "exp": claims.exp,
         }
+        if family:
+            payload["fam"] = family
         return jwt.encode(payload, self._secret, algorithm="HS256"), claims
 
     def decode(self, token: str) -> Claims:
@@ -102,11 +106,15 @@ class Tokens:
         return Claims(
             sub=str(payload["sub"]), role=str(payload["role"]), jti=str(payload["jti"]),
             exp=int(payload["exp"]), iat=int(payload.get("iat", 0)),
+            fam=str(payload["fam"]) if payload.get("fam") else None,
         )
 
     async def verify(self, token: str) -> Claims:
         claims = self.decode(token)
-        if await self.is_revoked(claims.jti):
+        denied = [keys.revoked_token(claims.jti)]
+        if claims.fam:
+            denied.append(keys.refresh_family_revoked(claims.fam))
+        if await self._redis.exists(*denied):  # one round trip for both denylists
             raise InvalidToken("Token has been revoked")
         return claims
 

@@ -18,6 +18,8 @@ import yaml
 ENV_PREFIX = "SWITCHBOARD_"
 SIMULATOR_MODES = ("auto", "on", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_BOOLS = {"true": True, "1": True, "yes": True, "on": True,
+          "false": False, "0": False, "no": False, "off": False}
 
 
 class ConfigError(ValueError):
@@ -34,6 +36,10 @@ class Settings:
     jwt_secret: str = ""
     token_ttl: int = 86400
     refresh_token_ttl: int = 30 * 86400
+    rate_limits: bool = True
+    rate_limit_auth: int = 5
+    rate_limit_dashboard: int = 60
+    rate_limit_api: int = 100
     secret_key: str = ""
     admin_username: str = "admin"
     admin_password: str = ""
@@ -86,6 +92,13 @@ def _coerce(key: str, kind: type, raw: Any) -> Any:
         return value_f
     if kind is Path:
         return Path(str(raw)).expanduser()
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text not in _BOOLS:
+            raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+        return _BOOLS[text]
     if raw is None:
         return ""
     if not isinstance(raw, str | int | float):
@@ -149,7 +162,7 @@ def load_settings(
         if env_name(key) in env:
             values[key] = env[env_name(key)]
 
-    kinds = {"int": int, "float": float, "Path": Path, "str": str}
+    kinds = {"int": int, "float": float, "Path": Path, "str": str, "bool": bool}
     coerced = {
         key: _coerce(key, kinds[str(known[key].type)], raw) for key, raw in values.items()
     }

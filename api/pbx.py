@@ -78,32 +78,70 @@ async def provision_simulator_operators(users: Users) -> None:
 
 
 @contextlib.asynccontextmanager
-async def connect(services: Services) -> AsyncIterator[None]:
+async def connect(services: Services, stored: AriConfig | None = None) -> AsyncIterator[None]:
+    """Connect for the app's lifetime: ``stored`` (the admin's saved Asterisk settings, when
+    enabled) wins over the configured ARI url, then the simulator, then nothing."""
+    services.pbx["lock"] = asyncio.Lock()
+    await _open(services, stored)
+    try:
+        yield
+    finally:
+        async with services.pbx["lock"]:
+            await _close(services)
+
+
+async def reconfigure(services: Services, config: AriConfig | None) -> None:
+    """Switch the live PBX connection without a restart (PUT /api/admin/settings): stop the
+    current ARI client and event stream (or the simulator) and start again against ``config``;
+    ``None`` goes back to the configured default (ARI url, simulator or none)."""
+    lock: asyncio.Lock = services.pbx.setdefault("lock", asyncio.Lock())
+    async with lock:
+        await _close(services)
+        await _open(services, config)
+    log.info("PBX connection re-initialised: %s", services.pbx["mode"])
+
+
+async def _open(services: Services, config: AriConfig | None) -> None:
     settings = services.settings
-    async with contextlib.AsyncExitStack() as stack:
-        if settings.ari_url:
+    stack = contextlib.AsyncExitStack()
+    try:
+        if config is not None:
+            mode = "ari"
+        elif settings.ari_url:
             config = AriConfig(settings.ari_url, settings.ari_username, settings.ari_password,
                                settings.ari_app)
-            services.pbx["mode"] = "ari"
+            mode = "ari"
         elif settings.simulator_enabled:
             config = await stack.enter_async_context(_simulator(settings.ari_app,
                                                                 settings.simulator_rate))
-            services.pbx["mode"] = "simulator"
+            mode = "simulator"
         else:
             services.pbx["mode"] = "none"
             log.info("no PBX configured and the simulator is off: no live events")
-            yield
             return
         client = AriClient(config)
         await client.start()
         stack.push_async_callback(client.close)
-        services.ari = client
         ingest = AriIngest(services.runner)
         stream = AriEventStream(config, ingest.on_frame, ingest.on_connect)
-        services.pbx.update(config=config, stream=stream, ingest=ingest)
         stream.start()
         stack.push_async_callback(stream.stop)
-        yield
+    except BaseException:
+        await stack.aclose()
+        raise
+    services.ari = client
+    services.pbx.update(mode=mode, config=config, stream=stream, ingest=ingest, stack=stack)
+
+
+async def _close(services: Services) -> None:
+    """Stop what ``_open`` started (stream, client, simulator), newest first."""
+    stack: contextlib.AsyncExitStack | None = services.pbx.pop("stack", None)
+    services.ari = None
+    for key in ("config", "stream", "ingest"):
+        services.pbx.pop(key, None)
+    services.pbx["mode"] = "none"
+    if stack is not None:
+        await stack.aclose()
 
 
 @contextlib.asynccontextmanager

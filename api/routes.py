@@ -7,12 +7,31 @@ every route is read in one place: ``python -c "from api.routes import ROUTES; ..
 from __future__ import annotations
 
 from api.routing import ANY_USER, Route
+from api.views import admin as admin_views
+from api.views import asterisk as asterisk_views
 from api.views import auth
+from api.views import calls as calls_views
+from api.views import operators as operators_views
+from api.views import queues as queues_views
+from api.views import stats as stats_views
 
 ROUTES: list[Route] = [
-    Route("POST", "/api/auth/login", auth.login, None, "Log in: JWT and user",
-          body=auth.LoginBody, tags=("auth",), rate_bucket="auth"),
-    Route("GET", "/api/auth/me", auth.me, ANY_USER, "The current user", tags=("auth",)),
+    Route("POST", "/api/auth/login", auth.login, None,
+          "Log in: access + refresh token (or httpOnly cookies with ?cookie=true) and user",
+          body=auth.LoginBody, query=auth.LoginQuery, response=auth.TokenOut, tags=("auth",),
+          rate_bucket="auth"),
+    Route("POST", "/api/auth/refresh", auth.refresh, None,
+          "Rotate a refresh token: a new access + refresh pair; reuse revokes the session",
+          body=auth.RefreshBody, response=auth.TokenOut, tags=("auth",), rate_bucket="auth"),
+    Route("GET", "/api/auth/me", auth.me, ANY_USER, "The current user",
+          response=auth.UserOut, tags=("auth",)),
     Route("POST", "/api/auth/logout", auth.logout, ANY_USER,
-          "Log out: the token is revoked for the rest of its life", tags=("auth",)),
+          "Log out: the token and its session's refresh token are revoked",
+          response=auth.LogoutOut, tags=("auth",)),
 ]
+ROUTES += operators_views.ROUTES
+ROUTES += queues_views.ROUTES
+ROUTES += asterisk_views.ROUTES
+ROUTES += stats_views.ROUTES  # before calls: /api/calls/stats is not a {call_id}
+ROUTES += calls_views.ROUTES
+ROUTES += admin_views.ROUTES

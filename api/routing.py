@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from api.auth import Forbidden, InvalidToken, UserInactive
+from api.errors import ApiError
 from api.state import CLAIMS_KEY, SERVICES, USER_KEY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -36,12 +37,33 @@ class Route:
     rate_bucket: str = "api"  # auth | dashboard | api (seed: 5 / 60 / 100 per minute)
 
 
-def bearer_token(request: web.Request) -> str | None:
+ACCESS_COOKIE = "access_token"  # httpOnly cookies set by POST /api/auth/login?cookie=true
+REFRESH_COOKIE = "refresh_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class CsrfHeaderMissing(ApiError):
+    status, code = 403, "AUTH_005"
+    detail = "Cookie-authenticated requests that change state must send X-Requested-With"
+
+
+def header_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return request.cookies.get("access_token")
+    return None
+
+
+def bearer_token(request: web.Request) -> str | None:
+    return header_token(request) or request.cookies.get(ACCESS_COOKIE)
+
+
+def require_csrf_header(request: web.Request) -> None:
+    """CSRF defence for cookie auth (with SameSite=Strict): a custom header that a cross-site
+    form or image can't send, and cross-site script can't either (no CORS is served)."""
+    if not request.headers.get("X-Requested-With"):
+        raise CsrfHeaderMissing()
 
 
 def guarded(handler: Handler, roles: tuple[str, ...] | None) -> Handler:
@@ -50,7 +72,10 @@ def guarded(handler: Handler, roles: tuple[str, ...] | None) -> Handler:
         return handler
 
     async def check(request: web.Request) -> web.StreamResponse:
-        token = bearer_token(request)
+        token = header_token(request)
+        if token is None and (token := request.cookies.get(ACCESS_COOKIE)):
+            if request.method not in SAFE_METHODS:
+                require_csrf_header(request)
         if not token:
             raise InvalidToken()
         services = request.app[SERVICES]
@@ -69,8 +94,19 @@ def guarded(handler: Handler, roles: tuple[str, ...] | None) -> Handler:
     return check
 
 
+# aiohttp route -> its declaration, for middlewares (rate limits: ``Route.rate_bucket``).
+ROUTE_INFO: web.AppKey[dict[Any, Route]] = web.AppKey("route_info", dict)
+
+
+def route_of(request: web.Request) -> Route | None:
+    """The declared Route the request matched (None: not a table route, 404, 405)."""
+    table = request.app.get(ROUTE_INFO)
+    return table.get(request.match_info.route) if table else None
+
+
 def register(app: web.Application, routes: list[Route]) -> None:
+    table = app.setdefault(ROUTE_INFO, {})
     for route in routes:
         handler = guarded(route.handler, route.roles)
         for path in (route.path, route.path.replace("/api/", "/api/v1/", 1)):
-            app.router.add_route(route.method, path, handler)
+            table[app.router.add_route(route.method, path, handler)] = route

@@ -24,6 +24,8 @@ async def app_settings(database_url: str, redis_url: str, tmp_path: Path) -> Set
         admin_password=ADMIN_PASSWORD, jwt_secret="test-secret-" + "x" * 32,
         secret_key="test-secret-key", simulator="off", ws_auth_timeout=2.0,
         log_level="WARNING",
+        # the suite logs in a lot; tests/test_ratelimit.py builds apps with low limits
+        rate_limit_auth=100_000, rate_limit_dashboard=100_000, rate_limit_api=100_000,
     )
 
 

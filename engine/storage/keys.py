@@ -19,8 +19,19 @@ def revoked_token(jti: str) -> str:
     return f"{PREFIX}auth:revoked:{jti}"
 
 
+# A refresh token (key: sha256 of the token): hash {sub, fam, used}; TTL = refresh_token_ttl.
 def refresh_token(jti: str) -> str:
     return f"{PREFIX}auth:refresh:{jti}"
+
+
+# A revoked refresh family (reuse detected, or logout): its refresh and access tokens are dead.
+# TTL = max(refresh_token_ttl, token_ttl): no token of the family outlives it.
+def refresh_family_revoked(family: str) -> str:
+    return f"{PREFIX}auth:family-revoked:{family}"
+
+
+# Fixed-window request counter; ``window`` = the window's index (unix time // RATE_WINDOW).
+RATE_WINDOW = 60  # seconds (the seed's limits are per minute)
 
 
 def rate_limit(bucket: str, who: str, window: int) -> str:

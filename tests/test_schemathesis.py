@@ -1,0 +1,91 @@
+"""schemathesis over /openapi.json of a running app: a short run, no 5xx, responses match the doc.
+
+The app under test gets a database of its own (schemathesis creates users, calls, queues… with
+random data that other tests must not see) and the fake Asterisk over real ARI (without a PBX the
+Asterisk routes rightly answer 503). The run is the schemathesis CLI in a subprocess, so
+the server keeps serving on this event loop while it runs.
+
+Left out: ``POST /api/auth/logout`` (it would revoke the run's own token) and
+``POST /api/admin/settings/asterisk/test`` (it dials generated hosts with timeouts up to 300 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient
+
+from api.config import Settings
+from api.state import SERVICES
+from connectors.fakes.ari_server import FakeAsterisk
+from tests.app_fixtures import _client
+from tests.helpers import login
+
+EXCLUDED = ("/api/auth/logout", "/api/admin/settings/asterisk/test")
+SEED = os.environ.get("SCHEMATHESIS_SEED", "20260101")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def isolated(app_settings: Settings, pg_admin_url: str,
+                   fake_asterisk: FakeAsterisk) -> AsyncIterator[TestClient]:
+    name = f"switchboard_test_st_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = pg_admin_url.rsplit("/", 1)[0] + f"/{name}"
+    client = await _client(app_settings, database_url=url, ari_url=fake_asterisk.url,
+                           ari_username="ari", ari_password="ari-secret", ari_app="switchboard")
+    try:
+        await client.app[SERVICES].pbx["stream"].wait_connected()
+        yield client
+    finally:
+        await client.close()
+        admin = await asyncpg.connect(pg_admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.mark.timeout(90)
+async def test_schemathesis_short_run(isolated: TestClient, tmp_path: Path) -> None:
+    token = await login(isolated)
+    base = str(isolated.make_url("")).rstrip("/")
+    args = [
+        sys.executable, "-m", "schemathesis.cli", "run", f"{base}/openapi.json",
+        "--url", base,
+        "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
+        "--phases", "examples,fuzzing",
+        "--max-examples", "5", "--seed", SEED, "--workers", "4",
+        "--request-timeout", "10",
+        "--suppress-health-check", "all",
+        "--header", f"Authorization: Bearer {token}",
+        "--warnings", "off",
+        "--report", "junit", "--report-dir", str(tmp_path),
+    ]
+    for path in EXCLUDED:
+        args += ["--exclude-path", path]
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,  # its .schemathesis/ cache goes there, not into the work tree
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "120"},
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError("schemathesis did not finish within 60 s") from None
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text[-12000:]
+    assert "No issues found" in text or " passed" in text, text[-4000:]
