@@ -300,11 +300,12 @@ class Hub:
         if not outbox:
             return
         first_id = outbox[0].id
+        shareable = not _needs_viewer(outbox)
         shared: dict[object, list[bytes]] = {}
         delivered = 0
         for sub in self._writers:
             try:
-                if sub.since_id < first_id and not _needs_viewer(outbox):
+                if sub.since_id < first_id and shareable:
                     key = (sub.scope, sub.types)
                     burst = shared.get(key)
                     if burst is None:
