@@ -6,15 +6,12 @@ is a full upsert of the call's latest state, so queued versions of one call coal
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
-from collections import Counter
 
 import asyncpg
 
 from engine.model import Call, Operator
-from engine.storage.cancel import reraise_lost_cancellation
+from engine.storage.writebehind import WriteBehind
 
 log = logging.getLogger("switchboard.records")
 
@@ -59,49 +56,23 @@ def _operator_args(o: Operator) -> tuple[object, ...]:
     return (o.id, o.status.value, o.status_detail, o.current_calls, o.last_activity)
 
 
-class PostgresRecordSink:
+class PostgresRecordSink(WriteBehind):
     """Implements ``engine.ports.RecordSink``. ``run()`` is the flusher; ``flush()`` drains now."""
+
+    retry_on = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+    what = "records"
 
     def __init__(self, pool: asyncpg.Pool, *, batch_size: int = 500,
                  interval: float = 0.05, max_backoff: float = 10.0) -> None:
+        super().__init__(interval=interval, max_backoff=max_backoff, log=log)
         self._pool = pool
-        self._calls: dict[str, Call] = {}
-        self._operators: dict[str, Operator] = {}
-        self._wake = asyncio.Event()
         self._batch_size = batch_size
-        self._interval = interval
-        self._max_backoff = max_backoff
-        self._lock = asyncio.Lock()
-        self.stats: Counter[str] = Counter()
-
-    @property
-    def pending(self) -> int:
-        return len(self._calls) + len(self._operators)
 
     async def write(self, call: Call) -> None:
-        self._calls[call.id] = call  # a newer state of the same call replaces the queued one
-        self._wake.set()
+        self._note_call(call.id, call)  # a newer state of the same call replaces the queued one
 
     async def write_operator(self, operator: Operator) -> None:
-        self._operators[operator.id] = operator
-        self._wake.set()
-
-    async def run(self) -> None:
-        backoff = 0.1
-        while True:
-            await self._wake.wait()
-            await asyncio.sleep(self._interval)  # let a burst accumulate into one batch
-            try:
-                await self.flush()
-                backoff = 0.1
-                reraise_lost_cancellation()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                self.stats["failed_batches"] += 1
-                log.warning("writing %d records failed (%s); retry in %.1fs",
-                            self.pending, exc, backoff)
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, self._max_backoff)
-                self._wake.set()
+        self._note_operator(operator)
 
     async def flush(self) -> None:
         """Write everything queued; on failure the records stay queued (newer ones win)."""
@@ -116,8 +87,8 @@ class PostgresRecordSink:
                 try:
                     async with self._pool.acquire() as conn, conn.transaction():
                         if calls:
-                            await conn.executemany(UPSERT_CALL,
-                                                   [_call_args(c) for c in calls.values()])
+                            await conn.executemany(
+                                UPSERT_CALL, [_call_args(c) for c in calls.values() if c])
                         if operators:
                             await conn.executemany(
                                 UPDATE_OPERATOR, [_operator_args(o) for o in operators.values()]

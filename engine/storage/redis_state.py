@@ -8,67 +8,37 @@ is retried with backoff: a Redis outage delays live state, it does not lose it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
-from collections import Counter
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from engine.model import Call, Operator
 from engine.storage import keys
-from engine.storage.cancel import reraise_lost_cancellation
 from engine.storage.serialize import call_from_json, dumps, operator_from_json
+from engine.storage.writebehind import WriteBehind
 
 log = logging.getLogger("switchboard.redis")
 
 
-class RedisStateStore:
+class RedisStateStore(WriteBehind):
     """Implements ``engine.ports.StateStore``."""
 
-    def __init__(self, redis: Redis, *, interval: float = 0.005, max_backoff: float = 5.0) -> None:
-        self._redis = redis
-        self._calls: dict[str, Call | None] = {}  # None: the call ended, remove it
-        self._operators: dict[str, Operator] = {}
-        self._wake = asyncio.Event()
-        self._interval = interval
-        self._max_backoff = max_backoff
-        self._lock = asyncio.Lock()
-        self.stats: Counter[str] = Counter()
+    retry_on = (RedisError, OSError)
+    what = "live-state updates"
 
-    @property
-    def pending(self) -> int:
-        return len(self._calls) + len(self._operators)
+    def __init__(self, redis: Redis, *, interval: float = 0.005, max_backoff: float = 5.0) -> None:
+        super().__init__(interval=interval, max_backoff=max_backoff, log=log)
+        self._redis = redis
 
     async def save_call(self, call: Call) -> None:
-        self._calls[call.id] = call
-        self._wake.set()
+        self._note_call(call.id, call)
 
     async def remove_call(self, call_id: str) -> None:
-        self._calls[call_id] = None
-        self._wake.set()
+        self._note_call(call_id, None)
 
     async def save_operator(self, operator: Operator) -> None:
-        self._operators[operator.id] = operator
-        self._wake.set()
-
-    async def run(self) -> None:
-        backoff = 0.1
-        while True:
-            await self._wake.wait()
-            await asyncio.sleep(self._interval)  # coalesce a burst into one transaction
-            try:
-                await self.flush()
-                backoff = 0.1
-                reraise_lost_cancellation()
-            except (RedisError, OSError) as exc:
-                self.stats["failed_flushes"] += 1
-                log.warning("Redis write failed (%s); %d updates kept, retry in %.1fs",
-                            exc, self.pending, backoff)
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, self._max_backoff)
-                self._wake.set()
+        self._note_operator(operator)
 
     async def flush(self) -> None:
         async with self._lock:
