@@ -108,5 +108,14 @@ def register(app: web.Application, routes: list[Route]) -> None:
     table = app.setdefault(ROUTE_INFO, {})
     for route in routes:
         handler = guarded(route.handler, route.roles)
-        for path in (route.path, route.path.replace("/api/", "/api/v1/", 1)):
+        for path in _variants(route.path):
             table[app.router.add_route(route.method, path, handler)] = route
+
+
+def _variants(path: str) -> list[str]:
+    """``/api/x/`` is also ``/api/x`` (the seed writes collection paths with a trailing slash,
+    its clients call them without), and everything is also served under ``/api/v1``."""
+    paths = [path, path.replace("/api/", "/api/v1/", 1)]
+    if path.endswith("/") and path.count("/") > 2:
+        paths += [p.rstrip("/") for p in paths]
+    return paths

@@ -99,3 +99,19 @@ async def test_unknown_path_is_404_in_seed_shape(client: TestClient) -> None:
     resp = await client.get("/api/nothing-here")
     assert resp.status == 404
     assert (await resp.json())["type"] == "not_found"
+
+
+async def test_collection_paths_with_and_without_trailing_slash(client: TestClient) -> None:
+    token = await login(client)
+    headers = {"Authorization": f"Bearer {token}"}
+    for path in ("/api/queues/", "/api/queues", "/api/v1/queues", "/api/operators"):
+        resp = await client.get(path, headers=headers)
+        assert resp.status == 200, path
+        assert isinstance(await resp.json(), list)
+
+
+async def test_dashboard_page_is_served(client: TestClient) -> None:
+    resp = await client.get("/")
+    assert resp.status == 200 and resp.content_type == "text/html"
+    page = await resp.text()
+    assert "/ws/events" in page and "/api/auth/login" in page
