@@ -40,6 +40,10 @@ from ws.messages import EVENT_TYPES, iso, to_message
 log = logging.getLogger(__name__)
 
 Audience = Callable[[Viewer], bool]
+# Events published within this many seconds go to each socket as one write. A short window turns
+# the bursts of a busy queue into far fewer writes (measured with `make bench`: p99 ~100 ms with
+# a write per loop step, ~60 ms with 5 ms); it is also the least latency a dashboard sees.
+BURST_WINDOW = 0.005
 CALL_EFFECTS = (CallStarted, CallUpdated, CallAnswered, CallTransferred, CallEnded)
 
 
@@ -280,7 +284,7 @@ class Hub:
             self._outbox.append(out)
             if not self._flush_scheduled:
                 self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
+                asyncio.get_running_loop().call_later(BURST_WINDOW, self._flush)
         delivered = 0
         for sub in self._subs:
             try:
