@@ -148,47 +148,22 @@ def tail(path: Path, lines: int = 30) -> str:
 # -- databases ---------------------------------------------------------------------------------
 
 
-async def _pg_answers(url: str) -> bool:
-    import asyncpg
-
-    try:
-        conn = await asyncpg.connect(url, timeout=3)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        return False
-    await conn.close()
-    return True
-
-
 @contextlib.asynccontextmanager
 async def throwaway_database(workdir: Path, embedded: bool) -> AsyncIterator[str]:
     """A fresh ``switchboard_bench_<random>`` database, dropped (WITH FORCE) on exit."""
-    import asyncpg
-
+    from engine.storage import db
     from engine.storage.embedded import embedded_postgres
 
     async with contextlib.AsyncExitStack() as stack:
         admin_url = LOCAL_PG
-        if embedded or not await _pg_answers(LOCAL_PG):
+        if embedded or not await db.postgres_answers(LOCAL_PG):
             log("no PostgreSQL on 127.0.0.1:5432: starting an embedded one")
             admin_url = await stack.enter_async_context(embedded_postgres(workdir / "pg"))
         name = f"switchboard_bench_{secrets.token_hex(4)}"
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
         log(f"database {name}")
-        try:
-            base, _, query = admin_url.partition("?")
-            url = base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
+        async with db.throwaway_database(admin_url, name) as url:
             yield url
-        finally:
-            conn = await asyncpg.connect(admin_url)
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await conn.close()
-            log(f"dropped database {name}")
+        log(f"dropped database {name}")
 
 
 @contextlib.asynccontextmanager

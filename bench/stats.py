@@ -33,6 +33,8 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from engine.storage.db import throwaway_database
+
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
 GROUPS, QUEUES, OPERATORS = 6, 6, 60
@@ -116,11 +118,6 @@ def progress(done: int, total: int, started: float) -> None:
     if done >= total:
         sys.stderr.write("\n")
     sys.stderr.flush()
-
-
-def with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    return base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
 
 
 @dataclass
@@ -337,14 +334,9 @@ def report_text(report: dict[str, Any]) -> str:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     name = f"switchboard_bench_stats_{os.getpid()}"
-    admin = await asyncpg.connect(args.pg_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    db_url = with_database(args.pg_url, name)
-    try:
+    if args.keep:
+        log(f"database {name} will be kept")
+    async with throwaway_database(args.pg_url, name, keep=args.keep) as db_url:
         conn = await asyncpg.connect(db_url)
         try:
             log(f"seeding {args.calls:,} calls into database {name}…")
@@ -355,15 +347,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         return {"calls": args.calls, "database": name,
                 "seed_seconds": {k: round(v, 1) for k, v in seeded.seconds.items()},
                 "endpoints": endpoints}
-    finally:
-        if args.keep:
-            log(f"kept database {name}")
-        else:
-            admin = await asyncpg.connect(args.pg_url)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await admin.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,14 +22,13 @@ import pathlib
 import shutil
 import socket
 import tempfile
-import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import pytest_asyncio
 import redis.asyncio as aredis
 
+from engine.storage.db import postgres_answers, throwaway_database
 from engine.storage.embedded import embedded_postgres, embedded_redis
 
 log = logging.getLogger("switchboard.tests")
@@ -51,14 +50,7 @@ def _tcp_open(host: str, port: int) -> bool:
 
 
 async def _postgres_answers(url: str) -> bool:
-    if not _tcp_open("127.0.0.1", 5432):
-        return False
-    try:
-        conn = await asyncpg.connect(url, timeout=3)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        return False
-    await conn.close()
-    return True
+    return _tcp_open("127.0.0.1", 5432) and await postgres_answers(url)
 
 
 async def _redis_answers(url: str) -> bool:
@@ -84,10 +76,6 @@ def _scratch_dir(prefix: str) -> Iterator[pathlib.Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _with_database(url: str, name: str) -> str:
-    return urllib.parse.urlsplit(url)._replace(path=f"/{name}").geturl()
-
-
 # --------------------------------------------------------------------------- PostgreSQL
 
 
@@ -110,20 +98,8 @@ async def pg_admin_url() -> AsyncIterator[str]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def database_url(pg_admin_url: str) -> AsyncIterator[str]:
     """A fresh, empty database for this test session."""
-    name = f"switchboard_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield _with_database(pg_admin_url, name)
-    finally:
-        admin = await asyncpg.connect(pg_admin_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with throwaway_database(pg_admin_url, f"switchboard_test_{uuid.uuid4().hex[:12]}") as url:
+        yield url
 
 
 # --------------------------------------------------------------------------- Redis

@@ -8,33 +8,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from engine.storage.db import discover_migrations, migrate
-
-
-async def _fresh_db(pg_admin_url: str, name: str) -> str:
-    admin = await asyncpg.connect(pg_admin_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return pg_admin_url.rsplit("/", 1)[0] + f"/{name}" + (
-        "?" + pg_admin_url.split("?", 1)[1] if "?" in pg_admin_url else "")
-
-
-async def _drop_db(pg_admin_url: str, name: str) -> None:
-    admin = await asyncpg.connect(pg_admin_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+from engine.storage.db import discover_migrations, migrate, throwaway_database
 
 
 async def test_two_instances_migrating_at_once_apply_each_migration_once(
     pg_admin_url: str,
 ) -> None:
-    url = await _fresh_db(pg_admin_url, "switchboard_migr_race")
-    try:
+    async with throwaway_database(pg_admin_url, "switchboard_migr_race") as url:
         conns = [await asyncpg.connect(url) for _ in range(2)]
         results = await asyncio.gather(*(migrate(c) for c in conns))
         expected = [m.version for m in discover_migrations()]
@@ -43,8 +23,6 @@ async def test_two_instances_migrating_at_once_apply_each_migration_once(
         assert await migrate(conns[0]) == []  # nothing pending the second time
         for c in conns:
             await c.close()
-    finally:
-        await _drop_db(pg_admin_url, "switchboard_migr_race")
 
 
 async def test_a_failing_migration_rolls_back_and_is_not_recorded(
@@ -52,8 +30,7 @@ async def test_a_failing_migration_rolls_back_and_is_not_recorded(
 ) -> None:
     (tmp_path / "001_ok.sql").write_text("CREATE TABLE ok_table (id int);")
     (tmp_path / "002_bad.sql").write_text("CREATE TABLE half (id int); SELECT no_such_column;")
-    url = await _fresh_db(pg_admin_url, "switchboard_migr_fail")
-    try:
+    async with throwaway_database(pg_admin_url, "switchboard_migr_fail") as url:
         conn = await asyncpg.connect(url)
         with pytest.raises(asyncpg.UndefinedColumnError):
             await migrate(conn, tmp_path)
@@ -64,8 +41,6 @@ async def test_a_failing_migration_rolls_back_and_is_not_recorded(
         (tmp_path / "002_bad.sql").write_text("CREATE TABLE half (id int);")
         assert await migrate(conn, tmp_path) == [2]
         await conn.close()
-    finally:
-        await _drop_db(pg_admin_url, "switchboard_migr_fail")
 
 
 async def test_schema_has_the_seed_models(database_url: str) -> None:

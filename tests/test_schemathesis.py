@@ -18,7 +18,6 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
@@ -26,6 +25,7 @@ from aiohttp.test_utils import TestClient
 from api.config import Settings
 from api.state import SERVICES
 from connectors.fakes.ari_server import FakeAsterisk
+from engine.storage.db import throwaway_database
 from tests.app_fixtures import _client
 from tests.helpers import login
 
@@ -37,24 +37,15 @@ SEED = os.environ.get("SCHEMATHESIS_SEED", "20260101")
 async def isolated(app_settings: Settings, pg_admin_url: str,
                    fake_asterisk: FakeAsterisk) -> AsyncIterator[TestClient]:
     name = f"switchboard_test_st_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(pg_admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = pg_admin_url.rsplit("/", 1)[0] + f"/{name}"
-    client = await _client(app_settings, database_url=url, ari_url=fake_asterisk.url,
-                           ari_username="ari", ari_password="ari-secret", ari_app="switchboard")
-    try:
-        await client.app[SERVICES].pbx["stream"].wait_connected()
-        yield client
-    finally:
-        await client.close()
-        admin = await asyncpg.connect(pg_admin_url)
+    async with throwaway_database(pg_admin_url, name) as url:
+        client = await _client(app_settings, database_url=url, ari_url=fake_asterisk.url,
+                               ari_username="ari", ari_password="ari-secret",
+                               ari_app="switchboard")
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await client.app[SERVICES].pbx["stream"].wait_connected()
+            yield client
         finally:
-            await admin.close()
+            await client.close()
 
 
 @pytest.mark.timeout(90)
