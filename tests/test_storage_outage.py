@@ -47,6 +47,7 @@ async def test_call_records_survive_a_postgres_failure(database_url: str) -> Non
         first = _call(1)
         await sink.write(first)
         await _until(lambda: sink.pending == 0)
+        await sink.flush()
 
         await admin.execute("ALTER TABLE calls RENAME TO calls_away")  # every write now fails
         later = [_call(2), _call(3)]
@@ -59,6 +60,7 @@ async def test_call_records_survive_a_postgres_failure(database_url: str) -> Non
 
         await admin.execute("ALTER TABLE calls_away RENAME TO calls")
         await _until(lambda: sink.pending == 0)
+        await sink.flush()  # pending 0 = taken by the flusher; flush() waits until it landed
         rows = {r["id"]: r["status"] for r in await admin.fetch(
             "SELECT id::text, status FROM calls WHERE channel_id LIKE 'outage-%'")}
         assert rows[first.id] == "missed"
@@ -95,6 +97,7 @@ async def test_live_state_survives_a_redis_restart(tmp_path: Path) -> None:
         first = _call(1)
         await store.save_call(first)
         await _until(lambda: store.pending == 0)
+        await store.flush()
 
         server.terminate()
         server.wait(5)
@@ -106,6 +109,7 @@ async def test_live_state_survives_a_redis_restart(tmp_path: Path) -> None:
 
         server = _start_valkey(port, tmp_path)  # same address, empty memory
         await _until(lambda: store.pending == 0)
+        await store.flush()
         assert [c.id for c in await store.active_calls()] == [second.id]
         assert not await client.exists(keys.active_call(first.id))
     finally:
