@@ -22,13 +22,13 @@ from api.routing import register
 from api.state import SERVICES, Services
 from api.views import admin as admin_views
 from api.wsauth import JwtWsAuthenticator
+from devservers.embedded import embedded_postgres, embedded_redis
 from engine.machine.engine import Engine
-from engine.runner import Runner
-from engine.storage.db import connect_with_retry, migrate
-from engine.storage.embedded import embedded_postgres, embedded_redis
-from engine.storage.records import PostgresRecordSink
-from engine.storage.redis_state import RedisStateStore
-from engine.storage.users import Users
+from service.runner import Runner
+from storage.db import connect_with_retry, migrate
+from storage.records import PostgresRecordSink
+from storage.redis_state import RedisStateStore
+from storage.users import Users
 from ws.handler import WebSocketEndpoint
 from ws.hub import Hub
 

@@ -15,7 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
 from api.errors import ApiError
-from engine.storage import keys
+from storage import keys
 
 _hasher = PasswordHasher()
 # Verified when the user does not exist, so both answers take the same time.

@@ -76,8 +76,8 @@ async def serve(settings: Settings) -> None:
 
 @contextlib.asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[object]:
-    from engine.storage.db import connect_with_retry, migrate
-    from engine.storage.embedded import embedded_postgres
+    from devservers.embedded import embedded_postgres
+    from storage.db import connect_with_retry, migrate
 
     async with contextlib.AsyncExitStack() as stack:
         url = settings.database_url or await stack.enter_async_context(
@@ -98,7 +98,7 @@ async def migrate_cmd(settings: Settings) -> None:
 
 async def create_user(settings: Settings, args: argparse.Namespace) -> None:
     from api.auth import hash_password
-    from engine.storage.users import UserExists, Users
+    from storage.users import UserExists, Users
 
     password = args.password or getpass.getpass("Password: ")
     if len(password) < 6:

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from connectors.ari.client import AriClient, AriConfig, AriEventStream
 from connectors.ari.normalize import MalformedFrame, normalize, normalize_resync
-from engine.storage.users import UserExists, Users
+from storage.users import UserExists, Users
 
 if TYPE_CHECKING:
     from api.state import Services
-    from engine.runner import Runner
+    from service.runner import Runner
 
 log = logging.getLogger("switchboard.pbx")
 

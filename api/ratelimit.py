@@ -26,7 +26,7 @@ from api.auth import InvalidToken, TokenExpired
 from api.errors import ApiError
 from api.routing import bearer_token, route_of
 from api.state import SERVICES
-from engine.storage import keys
+from storage import keys
 
 log = logging.getLogger("switchboard.api")
 

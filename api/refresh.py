@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from api.auth import InvalidToken
-from engine.storage import keys
+from storage import keys
 
 
 class RefreshInvalid(InvalidToken):

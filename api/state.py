@@ -16,10 +16,10 @@ if TYPE_CHECKING:
     from api.config import Settings
     from connectors.ari.client import AriClient
     from engine.machine.engine import Engine
-    from engine.runner import Runner
-    from engine.storage.records import PostgresRecordSink
-    from engine.storage.redis_state import RedisStateStore
-    from engine.storage.users import Users
+    from service.runner import Runner
+    from storage.records import PostgresRecordSink
+    from storage.redis_state import RedisStateStore
+    from storage.users import Users
     from ws.handler import WebSocketEndpoint
     from ws.hub import Hub
 

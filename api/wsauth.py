@@ -5,7 +5,7 @@ from __future__ import annotations
 from api.auth import TokenExpired, Tokens
 from api.errors import ApiError
 from api.http import row_json
-from engine.storage.users import Users
+from storage.users import Users
 from ws.access import Viewer
 from ws.handler import WsAuthError, WsSession
 

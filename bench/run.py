@@ -151,8 +151,8 @@ def tail(path: Path, lines: int = 30) -> str:
 @contextlib.asynccontextmanager
 async def throwaway_database(workdir: Path, embedded: bool) -> AsyncIterator[str]:
     """A fresh ``switchboard_bench_<random>`` database, dropped (WITH FORCE) on exit."""
-    from engine.storage import db
-    from engine.storage.embedded import embedded_postgres
+    from devservers.embedded import embedded_postgres
+    from storage import db
 
     async with contextlib.AsyncExitStack() as stack:
         admin_url = LOCAL_PG
@@ -171,7 +171,7 @@ async def throwaway_redis(workdir: Path, embedded: bool) -> AsyncIterator[str]:
     """An empty Redis database number of the local server (flushed on exit), else embedded."""
     from redis.asyncio import Redis
 
-    from engine.storage.embedded import embedded_redis
+    from devservers.embedded import embedded_redis
 
     if not embedded:
         client = Redis.from_url(f"{LOCAL_REDIS}/0", socket_connect_timeout=2)
@@ -208,8 +208,8 @@ async def prepare_database(
     """Migrate; create the admin and the operators the trace rings (Switchboard creates no
     admin on a database with users); return the operators as the engine will load them."""
     from api.auth import hash_password
-    from engine.storage.db import connect_with_retry, migrate
-    from engine.storage.users import Users
+    from storage.db import connect_with_retry, migrate
+    from storage.users import Users
 
     pool = await connect_with_retry(url)
     try:

@@ -33,7 +33,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from engine.storage.db import throwaway_database
+from storage.db import throwaway_database
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
@@ -129,7 +129,7 @@ class Seeded:
 
 async def seed(conn: asyncpg.Connection, calls: int) -> Seeded:
     from api.auth import hash_password
-    from engine.storage.db import migrate
+    from storage.db import migrate
 
     t0 = time.monotonic()
     await migrate(conn)

@@ -28,8 +28,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest_asyncio
 import redis.asyncio as aredis
 
-from engine.storage.db import postgres_answers, throwaway_database
-from engine.storage.embedded import embedded_postgres, embedded_redis
+from devservers.embedded import embedded_postgres, embedded_redis
+from storage.db import postgres_answers, throwaway_database
 
 log = logging.getLogger("switchboard.tests")
 

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from api.state import SERVICES, Services
 from connectors.fakes.ari_server import FakeAsterisk, channel, event
 from engine.events import OperatorProvisioned
-from engine.storage.queues import Queues
+from storage.queues import Queues
 from tests.helpers import ensure_user, login
 
 EXTENSIONS = {"op_a": "3101", "op_b": "3102"}

@@ -23,7 +23,7 @@ import psutil
 import pytest
 import redis.asyncio as aredis
 
-from engine.storage.embedded import embedded_postgres, embedded_redis
+from devservers.embedded import embedded_postgres, embedded_redis
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -178,7 +178,7 @@ async def test_postgres_left_running_by_killed_process_is_adopted_and_stopped(
     pgdata = data_dir / "postgres"
     child, (pid,) = await _spawn_python(
         "import asyncio, pathlib, sys\n"
-        "from engine.storage.embedded import embedded_postgres\n"
+        "from devservers.embedded import embedded_postgres\n"
         "async def main():\n"
         f"    async with embedded_postgres(pathlib.Path({str(data_dir)!r})):\n"
         f"        print(open({str(pgdata / 'postmaster.pid')!r}).readline().strip(), flush=True)\n"
@@ -261,7 +261,7 @@ async def test_redis_stops_when_cancelled(data_dir: pathlib.Path) -> None:
 async def test_redis_dies_with_its_parent(data_dir: pathlib.Path) -> None:
     child, (pid, port) = await _spawn_python(
         "import asyncio, os, pathlib, psutil\n"
-        "from engine.storage.embedded import embedded_redis\n"
+        "from devservers.embedded import embedded_redis\n"
         "async def main():\n"
         f"    async with embedded_redis(pathlib.Path({str(data_dir)!r})) as url:\n"
         "        kid, = psutil.Process().children()\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from engine.storage.db import discover_migrations, migrate, throwaway_database
+from storage.db import discover_migrations, migrate, throwaway_database
 
 
 async def test_two_instances_migrating_at_once_apply_each_migration_once(

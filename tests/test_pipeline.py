@@ -20,8 +20,8 @@ from api.auth import hash_password
 from api.state import SERVICES, Services
 from connectors.fakes.ari_server import FakeAsterisk, channel, endpoint, event, replay_trace
 from engine.model import call_id_for
-from engine.storage import keys
-from engine.storage.db import migrate
+from storage import keys
+from storage.db import migrate
 from tests.helpers import ADMIN_PASSWORD, login
 
 TRACE = Path(__file__).parent / "data" / "inbound_answered.ari.jsonl"
@@ -43,7 +43,7 @@ async def people(database_url: str) -> dict[str, str]:
     """Groups A and B, a supervisor each, a manager, operators 1001 (A) and 1002 (B)."""
     import asyncpg
 
-    from engine.storage.users import Users
+    from storage.users import Users
 
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     try:

@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 from api.config import ConfigError, Settings, load_settings
 from api.routes import ROUTES
 from api.state import SERVICES
-from engine.storage import keys
+from storage import keys
 from tests.app_fixtures import _client
 from tests.helpers import ADMIN_PASSWORD, ensure_user
 

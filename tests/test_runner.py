@@ -13,7 +13,7 @@ from engine.events import EndpointStateChanged, Event
 from engine.fakes import MemoryPublisher, MemoryRecordSink, MemoryStateStore
 from engine.machine import Engine
 from engine.model import CallStatus, OperatorStatus
-from engine.runner import Runner
+from service.runner import Runner
 from tests.test_engine_calls import (
     OPS,
     answered_by_1001,

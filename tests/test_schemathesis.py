@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestClient
 from api.config import Settings
 from api.state import SERVICES
 from connectors.fakes.ari_server import FakeAsterisk
-from engine.storage.db import throwaway_database
+from storage.db import throwaway_database
 from tests.app_fixtures import _client
 from tests.helpers import login
 

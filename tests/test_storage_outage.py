@@ -14,12 +14,12 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
+from devservers.embedded import _valkey_binary
 from engine.model import Call, CallStatus
-from engine.storage import keys
-from engine.storage.db import migrate
-from engine.storage.embedded import _valkey_binary
-from engine.storage.records import PostgresRecordSink
-from engine.storage.redis_state import RedisStateStore
+from storage import keys
+from storage.db import migrate
+from storage.records import PostgresRecordSink
+from storage.redis_state import RedisStateStore
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 

@@ -48,8 +48,8 @@ from connectors.ari.client import AriClient, AriConfig
 from connectors.ari.errors import AriAuthFailed, AriError, AriTimeout
 from engine.errors import DomainError
 from engine.events import OperatorProvisioned, OperatorRemoved
-from engine.storage.settings import SystemSettingsStore, calls_since, database_ok
-from engine.storage.users import UnknownGroup, UserExists, UserNotFound
+from storage.settings import SystemSettingsStore, calls_since, database_ok
+from storage.users import UnknownGroup, UserExists, UserNotFound
 
 log = logging.getLogger("switchboard.admin")
 

@@ -39,7 +39,7 @@ from connectors.ari.client import AriClient
 from connectors.ari.errors import AriUnavailable
 from connectors.ari.normalize import MalformedFrame, channel_info, endpoint_info
 from engine.model import Call, CallStatus
-from engine.storage.queues import Queues
+from storage.queues import Queues
 from ws.messages import iso
 
 # Asterisk's enum ast_device_state, as app_queue reports a member's status.

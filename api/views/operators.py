@@ -24,7 +24,7 @@ from api.routing import STAFF, Route
 from api.state import SERVICES, Services, current_user
 from engine.events import OperatorProvisioned, OperatorStatusRequested
 from engine.model import OperatorStatus
-from engine.storage.users import operator_from_row
+from storage.users import operator_from_row
 from ws.messages import iso
 
 Status = Literal["online", "busy", "offline"]

@@ -24,7 +24,7 @@ from api.http import NotFound, parse_body, row_json, uuid_param
 from api.routing import STAFF, Route
 from api.state import SERVICES
 from engine.model import Call, CallStatus, Operator
-from engine.storage.queues import Queues
+from storage.queues import Queues
 
 # Asterisk app_queue strategies (queues.conf).
 Strategy = Literal["ringall", "leastrecent", "fewestcalls", "random", "rrmemory", "rrordered",

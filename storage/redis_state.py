@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from engine.model import Call, Operator
-from engine.storage import keys
-from engine.storage.serialize import call_from_json, dumps, operator_from_json
-from engine.storage.writebehind import WriteBehind
+from storage import keys
+from storage.serialize import call_from_json, dumps, operator_from_json
+from storage.writebehind import WriteBehind
 
 log = logging.getLogger("switchboard.redis")
 

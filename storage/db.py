@@ -18,7 +18,7 @@ import orjson
 
 log = logging.getLogger("switchboard.db")
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 # Any constant both instances agree on; serialises concurrent migrators.
 MIGRATION_LOCK_ID = 0x5B_0A_2D_01
 _MIGRATION_FILE = re.compile(r"^(\d+)_([\w-]+)\.sql$")

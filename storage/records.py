@@ -11,7 +11,7 @@ import logging
 import asyncpg
 
 from engine.model import Call, Operator
-from engine.storage.writebehind import WriteBehind
+from storage.writebehind import WriteBehind
 
 log = logging.getLogger("switchboard.records")
 
