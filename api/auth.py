@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
-from api.errors import ApiError
+from engine.errors import DomainError
 from storage import keys
 
 _hasher = PasswordHasher()
@@ -43,24 +43,24 @@ def generate_password() -> str:
     return secrets.token_urlsafe(15)
 
 
-class InvalidCredentials(ApiError):
-    status, code, detail = 401, "AUTH_001", "Invalid credentials"
+class InvalidCredentials(DomainError):
+    code, default_message = "AUTH_001", "Invalid credentials"
 
 
-class InvalidToken(ApiError):
-    status, code, detail = 401, "AUTH_001", "Missing or invalid token"
+class InvalidToken(DomainError):
+    code, default_message = "AUTH_001", "Missing or invalid token"
 
 
-class TokenExpired(ApiError):
-    status, code, detail = 401, "AUTH_002", "Token expired"
+class TokenExpired(DomainError):
+    code, default_message = "AUTH_002", "Token expired"
 
 
-class Forbidden(ApiError):
-    status, code, detail = 403, "AUTH_003", "Insufficient permissions"
+class Forbidden(DomainError):
+    code, default_message = "AUTH_003", "Insufficient permissions"
 
 
-class UserInactive(ApiError):
-    status, code, detail = 403, "AUTH_004", "User is inactive"
+class UserInactive(DomainError):
+    code, default_message = "AUTH_004", "User is inactive"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,23 +8,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from engine.errors import DomainError, InvalidInput
+
 log = logging.getLogger("switchboard.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Domain errors carry a seed code but no HTTP status; the status is decided here.
+
+@runtime_checkable
+class HasHeaders(Protocol):
+    """An error that adds response headers (a 429's Retry-After)."""
+
+    def headers(self) -> dict[str, str]: ...
+
+
+# The one table from error code to HTTP status (tests/test_errors.py fails on a code without one).
 STATUS_BY_CODE = {
-    "AUTH_001": 401, "AUTH_002": 401, "AUTH_003": 403, "AUTH_004": 403,
+    "AUTH_001": 401, "AUTH_002": 401, "AUTH_003": 403, "AUTH_004": 403, "AUTH_005": 403,
     "USER_001": 409, "USER_002": 409, "USER_003": 409, "USER_004": 404, "USER_005": 409,
-    "AST_001": 504, "AST_002": 502, "AST_003": 400, "AST_004": 503, "AST_005": 404,
-    "AST_006": 409,
+    "USER_006": 422,
+    "AST_000": 502, "AST_001": 504, "AST_002": 502, "AST_003": 400, "AST_004": 503,
+    "AST_005": 404, "AST_006": 409, "AST_007": 400,
     "DB_001": 503, "DB_002": 404, "DB_003": 422, "DB_004": 409,
+    "REQ_001": 400, "VAL_001": 422, "RATE_001": 429,
 }
 TYPE_BY_STATUS = {
     400: "bad_request", 401: "authentication_error", 403: "permission_error",
@@ -32,23 +44,6 @@ TYPE_BY_STATUS = {
     429: "rate_limit_error", 502: "upstream_error", 503: "service_unavailable",
     504: "upstream_timeout",
 }
-
-
-class ApiError(Exception):
-    """An error that already knows its HTTP answer (auth, malformed requests)."""
-
-    status: int = 400
-    code: str | None = None
-    detail: str = "Bad request"
-    field: str | None = None
-
-    def __init__(self, detail: str | None = None, *, field: str | None = None,
-                 code: str | None = None, status: int | None = None) -> None:
-        super().__init__(detail or self.detail)
-        self.detail = detail or self.detail
-        self.field = field or self.field
-        self.code = code or self.code
-        self.status = status or self.status
 
 
 def error_body(status: int, detail: Any, code: str | None = None,
@@ -80,15 +75,23 @@ def validation_detail(exc: ValidationError, location: str = "body") -> list[dict
     return detail
 
 
+def status_of(exc: DomainError) -> int:
+    return STATUS_BY_CODE.get(exc.code, 500)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as exc:
-        if hasattr(exc, "items"):  # a query/path validation error: the seed's detail list
-            return json_response({"detail": exc.items}, status=422)
-        return json_response(error_body(exc.status, exc.detail, exc.code, exc.field),
-                             status=exc.status, headers=getattr(exc, "headers", None))
+    except InvalidInput as exc:
+        return json_response({"detail": exc.items}, status=422)
+    except DomainError as exc:
+        status = status_of(exc)
+        if status == 500:
+            log.error("error code %s has no HTTP status", exc.code)
+        headers = exc.headers() if isinstance(exc, HasHeaders) else None
+        return json_response(error_body(status, exc.message, exc.code, exc.field),
+                             status=status, headers=headers)
     except ValidationError as exc:
         return json_response({"detail": validation_detail(exc)}, status=422)
     except web.HTTPException as exc:
@@ -97,12 +100,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_response(error_body(exc.status, exc.reason), status=exc.status,
                              headers={k: v for k, v in exc.headers.items()
                                       if k.lower() == "allow"})
-    except Exception as exc:
-        code = getattr(exc, "code", None)
-        if isinstance(code, str) and code in STATUS_BY_CODE:
-            status = STATUS_BY_CODE[code]
-            return json_response(
-                error_body(status, str(exc), code, getattr(exc, "field", None)), status=status
-            )
+    except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response(error_body(500, "Internal server error"), status=500)

@@ -10,14 +10,11 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from api.errors import ApiError, validation_detail
+from api.errors import validation_detail
+from engine.errors import DomainError, InvalidInput, MalformedRequest, RecordNotFound
 from ws.messages import iso
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class MalformedJson(ApiError):
-    status, code, detail = 400, None, "Request body is not valid JSON"
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
@@ -26,7 +23,7 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     try:
         data = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
-        raise MalformedJson() from None
+        raise MalformedRequest() from None
     return model.model_validate(data)
 
 
@@ -35,28 +32,17 @@ def parse_query(request: web.Request, model: type[M]) -> M:
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
-        raise QueryInvalid(validation_detail(exc, "query")) from None
+        raise InvalidInput(validation_detail(exc, "query")) from None
 
 
-class QueryInvalid(ApiError):
-    status, code = 422, None
-
-    def __init__(self, detail: list[dict[str, Any]]) -> None:
-        super().__init__("invalid query")
-        self.items = detail
-
-
-class NotFound(ApiError):
-    status, code, detail = 404, "DB_002", "Not found"
-
-
-def uuid_param(request: web.Request, name: str, *, code: str = "DB_002") -> str:
+def uuid_param(request: web.Request, name: str, *,
+               not_found: type[DomainError] = RecordNotFound) -> str:
     """A path parameter that must be a UUID; anything else is an unknown id (404)."""
     raw = request.match_info[name]
     try:
         return str(UUID(raw))
     except ValueError:
-        raise NotFound(f"{name} not found", code=code) from None
+        raise not_found(f"{name} not found") from None
 
 
 def to_json(value: Any) -> Any:

@@ -23,9 +23,9 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from api.auth import InvalidToken, TokenExpired
-from api.errors import ApiError
 from api.routing import bearer_token, route_of
 from api.state import SERVICES
+from engine.errors import DomainError
 from storage import keys
 
 log = logging.getLogger("switchboard.api")
@@ -40,13 +40,16 @@ return n
 """
 
 
-class RateLimited(ApiError):
-    status, code, detail = 429, "RATE_001", "Rate limit exceeded"
+class RateLimited(DomainError):
+    code, default_message = "RATE_001", "Rate limit exceeded"
 
     def __init__(self, limit: int, retry_after: int) -> None:
         super().__init__(f"Rate limit exceeded: {limit} requests per minute")
-        self.headers = {"Retry-After": str(retry_after), "X-RateLimit-Limit": str(limit),
-                        "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(retry_after)}
+        self.limit, self.retry_after = limit, retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after), "X-RateLimit-Limit": str(self.limit),
+                "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(self.retry_after)}
 
 
 def limit_of(request: web.Request, bucket: str) -> int:

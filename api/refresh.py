@@ -23,11 +23,11 @@ from storage import keys
 
 
 class RefreshInvalid(InvalidToken):
-    detail = "Invalid or expired refresh token"
+    default_message = "Invalid or expired refresh token"
 
 
 class RefreshReused(InvalidToken):
-    detail = "Refresh token reuse detected: the session has been revoked"
+    default_message = "Refresh token reuse detected: the session has been revoked"
 
 
 @dataclass(frozen=True, slots=True)

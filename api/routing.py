@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from api.auth import Forbidden, InvalidToken, UserInactive
-from api.errors import ApiError
 from api.state import CLAIMS_KEY, SERVICES, USER_KEY
+from engine.errors import DomainError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -42,9 +42,9 @@ REFRESH_COOKIE = "refresh_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class CsrfHeaderMissing(ApiError):
-    status, code = 403, "AUTH_005"
-    detail = "Cookie-authenticated requests that change state must send X-Requested-With"
+class CsrfHeaderMissing(DomainError):
+    code = "AUTH_005"
+    default_message = "Cookie-authenticated requests that change state must send X-Requested-With"
 
 
 def header_token(request: web.Request) -> str | None:

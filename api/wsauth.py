@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from api.auth import TokenExpired, Tokens
-from api.errors import ApiError
 from api.http import row_json
+from engine.errors import DomainError
 from storage.users import Users
 from ws.access import Viewer
 from ws.handler import WsAuthError, WsSession
@@ -19,9 +19,9 @@ class JwtWsAuthenticator:
         try:
             claims = await self._tokens.verify(token)
         except TokenExpired as exc:
-            raise WsAuthError("AUTH_002", exc.detail) from None
-        except ApiError as exc:
-            raise WsAuthError(exc.code or "AUTH_001", exc.detail) from None
+            raise WsAuthError("AUTH_002", exc.message) from None
+        except DomainError as exc:
+            raise WsAuthError(exc.code, exc.message) from None
         user = await self._users.by_id(claims.sub)
         if user is None:
             raise WsAuthError("AUTH_001", "Unknown user")

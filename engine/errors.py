@@ -1,11 +1,18 @@
-"""Domain errors: a seed ``code``, a message and optionally the offending ``field``; no HTTP."""
+"""The one error model: every refusal is a ``DomainError`` with a code, a message and optionally
+the offending ``field``. No HTTP here: ``api/errors.py`` holds the one table from code to status
+(and a test fails when a code has none)."""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 
 class DomainError(Exception):
-    code = "GEN_000"
-    default_message = "Domain error"
+    """Base of every error a user can be told about. Subclasses set ``code`` and
+    ``default_message``; one situation, one code."""
+
+    code: ClassVar[str] = "GEN_000"
+    default_message: ClassVar[str] = "Error"
 
     def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
         self.message = message or self.default_message
@@ -13,16 +20,33 @@ class DomainError(Exception):
         super().__init__(self.message)
 
 
-class NotFound(DomainError):
-    code = "GEN_404"
-    default_message = "Not found"
+class RecordNotFound(DomainError):
+    code, default_message = "DB_002", "Not found"
 
 
-class Conflict(DomainError):
-    code = "GEN_409"
-    default_message = "Conflicts with the current state"
+class UnknownReference(DomainError):
+    """A body names a record (operator, queue, group) that does not exist."""
+
+    code, default_message = "DB_003", "Unknown reference"
 
 
-class ValidationFailed(DomainError):
-    code = "VAL_001"
-    default_message = "Invalid value"
+class DuplicateRecord(DomainError):
+    code, default_message = "DB_004", "Unique constraint violated"
+
+
+class StorageUnavailable(DomainError):
+    code, default_message = "DB_001", "Database is unavailable"
+
+
+class MalformedRequest(DomainError):
+    code, default_message = "REQ_001", "Request body is not valid JSON"
+
+
+class InvalidInput(DomainError):
+    """Input that fails validation outside a body model (query, path): the seed's 422 list."""
+
+    code, default_message = "VAL_001", "Invalid input"
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.items = items

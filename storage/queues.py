@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from engine.errors import DuplicateRecord
+
 QUEUE_COLUMNS = (
     "id, name, description, asterisk_name, max_wait_time, priority, strategy, members,"
     " is_active, service_level_threshold, created_at, updated_at"
@@ -18,14 +20,11 @@ WRITABLE = (
 )
 
 
-class QueueExists(Exception):
+class QueueExists(DuplicateRecord):
     """A unique column (``name`` or ``asterisk_name``) is taken: seed DB_004."""
 
-    code = "DB_004"
-
     def __init__(self, field: str) -> None:
-        super().__init__(f"A queue with this {field} already exists")
-        self.field = field
+        super().__init__(f"A queue with this {field} already exists", field=field)
 
 
 class Queues:

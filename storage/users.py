@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from engine.errors import DomainError
+from engine.errors import DomainError, UnknownReference
 from engine.model import Operator, OperatorStatus
 
 USER_COLUMNS = "id, username, email, name, role, group_id, is_active, created_at, updated_at"
@@ -38,15 +38,14 @@ class LastAdmin(DomainError):
 
 
 class ExtensionRequired(DomainError):
-    code = "DB_003"
+    code = "USER_006"
     default_message = "An operator needs an extension"
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message, field="extension")
 
 
-class UnknownGroup(DomainError):
-    code = "DB_003"
+class UnknownGroup(UnknownReference):
     default_message = "Group not found"
 
     def __init__(self, message: str | None = None) -> None:

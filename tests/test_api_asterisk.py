@@ -286,4 +286,4 @@ async def test_originate(pbx: Pbx) -> None:
     resp = await pbx.client.post("/api/asterisk/originate", headers=pbx.headers("admin"),
                                  json=body)
     assert resp.status == 400
-    assert (await resp.json())["code"] == "AST_003"
+    assert (await resp.json())["code"] == "AST_007"

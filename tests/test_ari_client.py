@@ -127,7 +127,7 @@ async def test_originate(fake: FakeAsterisk, client: AriClient) -> None:
     assert dup.value.code == "AST_006"
     with pytest.raises(AriBadRequest) as bad:
         await client.originate("", extension="1")
-    assert bad.value.code == "AST_003"
+    assert bad.value.code == "AST_007"  # its own code since issue 7 (was AST_003)
 
 
 async def test_not_found_and_conflict(fake: FakeAsterisk, client: AriClient) -> None:

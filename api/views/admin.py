@@ -46,7 +46,7 @@ from api.routing import Route
 from api.state import SERVICES, Services, current_user
 from connectors.ari.client import AriClient, AriConfig
 from connectors.ari.errors import AriAuthFailed, AriError, AriTimeout
-from engine.errors import DomainError
+from engine.errors import DomainError, DuplicateRecord
 from engine.events import OperatorProvisioned, OperatorRemoved
 from storage.settings import SystemSettingsStore, calls_since, database_ok
 from storage.users import UnknownGroup, UserExists, UserNotFound
@@ -75,15 +75,11 @@ class ExtensionTaken(DomainError):
     code, default_message = "USER_003", "Extension is already assigned"
 
 
-class DuplicateValue(DomainError):
-    code, default_message = "DB_004", "Unique constraint violated"
-
-
 def _conflict(exc: UserExists) -> DomainError:
     kinds: dict[str, type[DomainError]] = {
         "username": UsernameTaken, "email": EmailTaken, "extension": ExtensionTaken,
     }
-    kind = kinds.get(exc.field, DuplicateValue)
+    kind = kinds.get(exc.field, DuplicateRecord)
     return kind(field=exc.field if exc.field in kinds else None)
 
 
@@ -296,7 +292,7 @@ async def create_user(request: web.Request) -> web.Response:
 
 
 async def update_user(request: web.Request) -> web.Response:
-    user_id = uuid_param(request, "user_id", code="USER_004")
+    user_id = uuid_param(request, "user_id", not_found=UserNotFound)
     body = await parse_body(request, UserUpdate)
     services = request.app[SERVICES]
     current = await services.users.by_id(user_id)
@@ -325,7 +321,7 @@ async def update_user(request: web.Request) -> web.Response:
 
 
 async def delete_user(request: web.Request) -> web.Response:
-    user_id = uuid_param(request, "user_id", code="USER_004")
+    user_id = uuid_param(request, "user_id", not_found=UserNotFound)
     services = request.app[SERVICES]
     operator_id = await services.users.delete(user_id)
     if operator_id is not None:
@@ -335,7 +331,7 @@ async def delete_user(request: web.Request) -> web.Response:
 
 async def user_operator(request: web.Request) -> web.Response:
     """The user's operator (stored row overlaid with the engine's live state), or null."""
-    user_id = uuid_param(request, "user_id", code="USER_004")
+    user_id = uuid_param(request, "user_id", not_found=UserNotFound)
     services = request.app[SERVICES]
     if await services.users.by_id(user_id) is None:
         raise UserNotFound()

@@ -24,10 +24,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import Forbidden
-from api.errors import ApiError, json_response
-from api.http import NotFound, parse_body, parse_query, row_json, uuid_param
+from api.errors import json_response
+from api.http import parse_body, parse_query, row_json, uuid_param
 from api.routing import ANY_USER, Route
 from api.state import SERVICES, current_user
+from engine.errors import DuplicateRecord, RecordNotFound, UnknownReference
 from engine.model import call_id_for
 
 Status = Literal["incoming", "answered", "completed", "missed"]
@@ -151,10 +152,6 @@ class CallPage(BaseModel):
     pages: int
 
 
-class BadReference(ApiError):
-    status, code, detail = 422, "DB_003", "Unknown reference"
-
-
 # ------------------------------------------------------------------------------ filters
 
 async def _own_operator(request: web.Request) -> str | None:
@@ -271,7 +268,7 @@ async def _fetch_call(request: web.Request, call_id: str) -> Any:
     row = await request.app[SERVICES].pool.fetchrow(
         f"SELECT {CALL_COLUMNS} FROM {CALL_FROM} WHERE c.id = $1::uuid", call_id)
     if row is None:
-        raise NotFound("Call not found")
+        raise RecordNotFound("Call not found")
     own = await _own_operator(request)
     if own is not None and (row["operator_id"] is None or str(row["operator_id"]) != own):
         raise Forbidden("Operators see their own calls only")
@@ -298,10 +295,10 @@ async def _write(request: web.Request, sql: str, *args: Any) -> Any:
         return await request.app[SERVICES].pool.fetchval(sql, *args)
     except asyncpg.ForeignKeyViolationError as exc:
         field = "operator_id" if "operator" in (exc.constraint_name or "") else "queue_id"
-        raise BadReference(f"Unknown {field}", field=field) from None
+        raise UnknownReference(f"Unknown {field}", field=field) from None
     except asyncpg.UniqueViolationError:
-        raise ApiError("A call with this channel_id exists", code="DB_004", status=409,
-                       field="channel_id") from None
+        raise DuplicateRecord("A call with this channel_id exists",
+                              field="channel_id") from None
 
 
 async def create_call(request: web.Request) -> web.Response:

@@ -19,9 +19,10 @@ from pydantic import BaseModel
 
 from api.auth import Forbidden
 from api.errors import json_response
-from api.http import NotFound, parse_body, parse_query, to_json, uuid_param
+from api.http import parse_body, parse_query, to_json, uuid_param
 from api.routing import STAFF, Route
 from api.state import SERVICES, Services, current_user
+from engine.errors import RecordNotFound
 from engine.events import OperatorProvisioned, OperatorStatusRequested
 from engine.model import OperatorStatus
 from storage.users import operator_from_row
@@ -102,7 +103,7 @@ async def set_status(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     rows = await services.users.operator_rows(today_start(), operator_id=operator_id)
     if not rows:
-        raise NotFound("Operator not found")
+        raise RecordNotFound("Operator not found")
     row = rows[0]
     user = current_user(request)
     if user["role"] == "operator":

@@ -20,9 +20,10 @@ from aiohttp import web
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.errors import json_response
-from api.http import NotFound, parse_body, row_json, uuid_param
+from api.http import parse_body, row_json, uuid_param
 from api.routing import STAFF, Route
 from api.state import SERVICES
+from engine.errors import RecordNotFound
 from engine.model import Call, CallStatus, Operator
 from storage.queues import Queues
 
@@ -157,14 +158,14 @@ async def update_queue(request: web.Request) -> web.Response:
     body = await parse_body(request, QueueUpdate)
     row = await _repo(request).update(queue_id, body.model_dump(exclude_unset=True))
     if row is None:
-        raise NotFound("Queue not found")
+        raise RecordNotFound("Queue not found")
     return json_response(_item(row, *_live(request), detail=True))
 
 
 async def delete_queue(request: web.Request) -> web.Response:
     queue_id = uuid_param(request, "queue_id")
     if not await _repo(request).delete(queue_id):
-        raise NotFound("Queue not found")
+        raise RecordNotFound("Queue not found")
     return json_response({"success": True, "message": "Queue deleted"})
 
 

@@ -23,9 +23,10 @@ from pydantic import BaseModel
 from api.auth import Forbidden
 from api.errors import json_response
 from api.figures import Period, Tally, busiest_hour, efficiency, hour_label, period_bounds
-from api.http import NotFound, parse_query, uuid_param
+from api.http import parse_query, uuid_param
 from api.routing import ANY_USER, STAFF, Route
 from api.state import SERVICES, current_user
+from engine.errors import RecordNotFound
 from engine.model import CallStatus, OperatorStatus
 from ws.messages import iso
 
@@ -361,7 +362,7 @@ async def operator_stats(request: web.Request) -> web.Response:
     row = await services.pool.fetchrow(
         "SELECT group_id FROM operators WHERE id = $1::uuid", operator_id)
     if row is None:
-        raise NotFound("Operator not found")
+        raise RecordNotFound("Operator not found")
     if user["role"] == "supervisor" and user["group_id"] is not None \
             and row["group_id"] != user["group_id"]:
         raise Forbidden("Supervisors see their own group's figures only")
@@ -385,7 +386,7 @@ async def queue_stats(request: web.Request) -> web.Response:
     group = scoped_group(request, q.group_id)
     pool = request.app[SERVICES].pool
     if await pool.fetchval("SELECT 1 FROM queues WHERE id = $1::uuid", queue_id) is None:
-        raise NotFound("Queue not found")
+        raise RecordNotFound("Queue not found")
     start, end = period_bounds(q.period)
     tallies = await hourly_tallies(pool, start, end, group_id=group, queue_id=queue_id)
     _, inbound, _, by_hour = _split(tallies)
