@@ -24,6 +24,7 @@ from api.views import admin as admin_views
 from api.wsauth import JwtWsAuthenticator
 from devservers.embedded import embedded_postgres, embedded_redis
 from engine.machine.engine import Engine
+from engine.roles import Role
 from service.runner import Runner
 from storage.db import connect_with_retry, migrate
 from storage.records import PostgresRecordSink
@@ -44,7 +45,7 @@ async def ensure_admin(users: Users, settings: Settings) -> str | None:
     assert password is not None
     await users.create(
         username=settings.admin_username, email=f"{settings.admin_username}@switchboard.local",
-        name="System administrator", role="admin", password_hash=hash_password(password),
+        name="System administrator", role=Role.ADMIN, password_hash=hash_password(password),
     )
     log.info("created admin user %r", settings.admin_username)
     return generated

@@ -15,12 +15,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
 from engine.errors import DomainError
+from engine.roles import Role
 from storage import keys
 
 _hasher = PasswordHasher()
 # Verified when the user does not exist, so both answers take the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-ROLES = ("admin", "manager", "supervisor", "operator")
+ROLES = tuple(Role)
 
 
 def hash_password(password: str) -> str:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from api.config import ConfigError, Settings, load_settings
+from engine.roles import Role
 
 log = logging.getLogger("switchboard")
 
@@ -103,7 +104,7 @@ async def create_user(settings: Settings, args: argparse.Namespace) -> None:
     password = args.password or getpass.getpass("Password: ")
     if len(password) < 6:
         raise SystemExit("password: at least 6 characters")
-    if args.role == "operator" and not args.extension:
+    if args.role == Role.OPERATOR and not args.extension:
         raise SystemExit("--extension is required for operators")
     async with _database(settings) as pool:
         try:
@@ -144,8 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply pending database migrations")
     cu = sub.add_parser("create-user", help="create a user")
     cu.add_argument("username")
-    cu.add_argument("--role", choices=("admin", "manager", "supervisor", "operator"),
-                    default="operator")
+    cu.add_argument("--role", choices=[role.value for role in Role],
+                    default=Role.OPERATOR.value)
     cu.add_argument("--password", help="prompted for when omitted")
     cu.add_argument("--email")
     cu.add_argument("--name")

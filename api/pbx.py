@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from connectors.ari.client import AriClient, AriConfig, AriEventStream
 from connectors.ari.normalize import MalformedFrame, normalize, normalize_resync
+from engine.roles import Role
 from storage.users import UserExists, Users
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ async def provision_simulator_operators(users: Users) -> None:
         with contextlib.suppress(UserExists):
             await users.create(
                 username=f"operator{ext}", email=f"operator{ext}@switchboard.local", name=name,
-                role="operator", password_hash=hash_password(secrets.token_urlsafe(12)),
+                role=Role.OPERATOR, password_hash=hash_password(secrets.token_urlsafe(12)),
                 extension=ext,
             )
 

@@ -6,7 +6,7 @@ every route is read in one place: ``python -c "from api.routes import ROUTES; ..
 
 from __future__ import annotations
 
-from api.routing import ANY_USER, Route
+from api.routing import Route
 from api.views import admin as admin_views
 from api.views import asterisk as asterisk_views
 from api.views import auth
@@ -14,6 +14,7 @@ from api.views import calls as calls_views
 from api.views import operators as operators_views
 from api.views import queues as queues_views
 from api.views import stats as stats_views
+from engine.roles import ANY_USER
 
 ROUTES: list[Route] = [
     Route("POST", "/api/auth/login", auth.login, None,

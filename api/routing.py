@@ -14,8 +14,6 @@ from engine.errors import DomainError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-ANY_USER = ("admin", "manager", "supervisor", "operator")
-STAFF = ("admin", "manager", "supervisor")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import asyncpg
 
 from engine.errors import DomainError, UnknownReference
 from engine.model import Operator, OperatorStatus
+from engine.roles import Role
 
 USER_COLUMNS = "id, username, email, name, role, group_id, is_active, created_at, updated_at"
 
@@ -172,8 +173,8 @@ class Users:
                 raise UserNotFound()
             role = changes.get("role", current["role"])
             active = changes.get("is_active", current["is_active"])
-            if current["role"] == "admin" and current["is_active"] and not (
-                role == "admin" and active
+            if current["role"] == Role.ADMIN and current["is_active"] and not (
+                role == Role.ADMIN and active
             ):
                 await _ensure_other_admin(conn, user_id)
             args: list[Any] = [user_id]
@@ -192,7 +193,7 @@ class Users:
                 operator_id = await conn.fetchval(
                     "SELECT id FROM operators WHERE user_id = $1::uuid", user_id
                 )
-                if role == "operator" and operator_id is None:
+                if role == Role.OPERATOR and operator_id is None:
                     if extension is None:
                         raise ExtensionRequired()
                     await conn.execute(
@@ -200,7 +201,7 @@ class Users:
                         " SELECT id, $2, group_id FROM users WHERE id = $1::uuid",
                         user_id, extension,
                     )
-                elif role == "operator":
+                elif role == Role.OPERATOR:
                     await conn.execute(
                         """UPDATE operators SET extension = coalesce($2, extension),
                                   group_id = CASE WHEN $3 THEN $4::uuid ELSE group_id END
@@ -229,7 +230,7 @@ class Users:
             )
             if row is None:
                 raise UserNotFound()
-            if row["role"] == "admin" and row["is_active"]:
+            if row["role"] == Role.ADMIN and row["is_active"]:
                 await _ensure_other_admin(conn, user_id)
             await conn.execute("DELETE FROM users WHERE id = $1::uuid", user_id)
         return str(row["operator_id"]) if row["operator_id"] else None

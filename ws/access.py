@@ -15,11 +15,7 @@ from dataclasses import dataclass
 
 from engine.effects import CallTransferred, Effect, OperatorEffect
 from engine.model import Call, Operator
-
-ADMIN = "admin"
-MANAGER = "manager"
-SUPERVISOR = "supervisor"
-OPERATOR = "operator"
+from engine.roles import Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +23,14 @@ class Viewer:
     """The user behind a WebSocket, reduced to what visibility needs."""
 
     user_id: str
-    role: str
+    role: Role
     group_id: str | None = None
     operator_id: str | None = None  # the user's operator record (role "operator")
 
     @property
     def sees_everything(self) -> bool:
-        return self.role in (ADMIN, MANAGER) or (self.role == SUPERVISOR and self.group_id is None)
+        return self.role in (Role.ADMIN, Role.MANAGER) or (
+            self.role == Role.SUPERVISOR and self.group_id is None)
 
     @property
     def scope(self) -> tuple[str, str | None, str | None] | None:
@@ -46,9 +43,9 @@ class Viewer:
 def can_see_call(viewer: Viewer, call: Call) -> bool:
     if viewer.sees_everything:
         return True
-    if viewer.role == SUPERVISOR:
+    if viewer.role == Role.SUPERVISOR:
         return viewer.group_id in call.group_ids
-    if viewer.role == OPERATOR and viewer.operator_id is not None:
+    if viewer.role == Role.OPERATOR and viewer.operator_id is not None:
         return viewer.operator_id in call.offered_operator_ids
     return False
 
@@ -56,9 +53,9 @@ def can_see_call(viewer: Viewer, call: Call) -> bool:
 def can_see_operator(viewer: Viewer, op: Operator) -> bool:
     if viewer.sees_everything:
         return True
-    if viewer.role == SUPERVISOR:
+    if viewer.role == Role.SUPERVISOR:
         return op.group_id == viewer.group_id
-    if viewer.role == OPERATOR and viewer.operator_id is not None:
+    if viewer.role == Role.OPERATOR and viewer.operator_id is not None:
         return op.id == viewer.operator_id
     return False
 
@@ -69,7 +66,7 @@ def can_see(viewer: Viewer, effect: Effect) -> bool:
         return can_see_operator(viewer, effect.operator)
     if can_see_call(viewer, effect.call):
         return True
-    if isinstance(effect, CallTransferred) and viewer.role == OPERATOR:
+    if isinstance(effect, CallTransferred) and viewer.role == Role.OPERATOR:
         return viewer.operator_id is not None and viewer.operator_id in (
             effect.from_operator_id,
             effect.to_operator_id,

@@ -48,13 +48,13 @@ from connectors.ari.client import AriClient, AriConfig
 from connectors.ari.errors import AriAuthFailed, AriError, AriTimeout
 from engine.errors import DomainError, DuplicateRecord
 from engine.events import OperatorProvisioned, OperatorRemoved
+from engine.roles import Role
 from storage.settings import SystemSettingsStore, calls_since, database_ok
 from storage.users import UnknownGroup, UserExists, UserNotFound
 
 log = logging.getLogger("switchboard.admin")
 
-ADMIN = ("admin",)
-Role = Literal["admin", "manager", "supervisor", "operator"]
+ADMIN = (Role.ADMIN,)
 PASSWORD_MASK = "********"
 EXTENSION_PATTERN = r"^[0-9]{3,5}$"
 HOST_PATTERN = r"^[A-Za-z0-9._:\[\]-]+$"
@@ -248,10 +248,10 @@ async def list_users(request: web.Request) -> web.Response:
 
 
 def _check_extension(model: str, role: str, extension: str | None, has_operator: bool) -> None:
-    if role == "operator" and extension is None and not has_operator:
+    if role == Role.OPERATOR and extension is None and not has_operator:
         raise _invalid(model, "extension", "missing", "extension is required for operators",
                        None)
-    if role != "operator" and extension is not None:
+    if role != Role.OPERATOR and extension is not None:
         raise _invalid(model, "extension", "extension_not_allowed",
                        "extension is only for users with role operator", extension)
 

@@ -39,6 +39,7 @@ from connectors.ari.client import AriClient
 from connectors.ari.errors import AriUnavailable
 from connectors.ari.normalize import MalformedFrame, channel_info, endpoint_info
 from engine.model import Call, CallStatus
+from engine.roles import STAFF, Role
 from storage.queues import Queues
 from ws.messages import iso
 
@@ -252,7 +253,7 @@ def may_control(call: Call | None, operator_id: str) -> bool:
 
 
 async def _check_channel(request: web.Request, channel_id: str) -> None:
-    if current_user(request)["role"] != "operator":
+    if current_user(request)["role"] != Role.OPERATOR:
         return
     services = request.app[SERVICES]
     operator_id, _ext = await _operator_extension(request, services)
@@ -280,7 +281,7 @@ async def originate(request: web.Request) -> web.Response:
     ari = ari_of(request)
     body = await parse_body(request, OriginateBody)
     services = request.app[SERVICES]
-    if current_user(request)["role"] == "operator":
+    if current_user(request)["role"] == Role.OPERATOR:
         _op, ext = await _operator_extension(request, services)
         tech, _, resource = body.endpoint.partition("/")
         if tech.upper() not in OPERATOR_TECHS or resource != ext:
@@ -294,8 +295,8 @@ async def originate(request: web.Request) -> web.Response:
                           "state": ch.state})
 
 
-ADMIN_MANAGER = ("admin", "manager")
-CONTROL = ("admin", "operator")
+ADMIN_MANAGER = (Role.ADMIN, Role.MANAGER)
+CONTROL = (Role.ADMIN, Role.OPERATOR)
 TAGS = ("asterisk",)
 
 ROUTES: list[Route] = [
@@ -305,7 +306,7 @@ ROUTES: list[Route] = [
     Route("GET", "/api/asterisk/queues", asterisk_queues, ADMIN_MANAGER,
           "Queues (ARI has no queue API: our queue table, live engine and today's calls)",
           response=list[AsteriskQueueOut], tags=TAGS),
-    Route("GET", "/api/asterisk/realtime-data", realtime_data, ("admin", "manager", "supervisor"),
+    Route("GET", "/api/asterisk/realtime-data", realtime_data, STAFF,
           "Asterisk version, live channels and extensions", tags=TAGS),
     Route("POST", "/api/asterisk/channels/{channel_id}/answer", answer, CONTROL,
           "Answer a channel (an operator: only a call offered to or held by them)",

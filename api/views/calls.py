@@ -26,10 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api.auth import Forbidden
 from api.errors import json_response
 from api.http import parse_body, parse_query, row_json, uuid_param
-from api.routing import ANY_USER, Route
+from api.routing import Route
 from api.state import SERVICES, current_user
 from engine.errors import DuplicateRecord, RecordNotFound, UnknownReference
 from engine.model import call_id_for
+from engine.roles import ANY_USER, Role
 
 Status = Literal["incoming", "answered", "completed", "missed"]
 FINAL = ("completed", "missed")
@@ -157,7 +158,7 @@ class CallPage(BaseModel):
 async def _own_operator(request: web.Request) -> str | None:
     """For an operator: their operator id ('' if they have none: they see nothing)."""
     user = current_user(request)
-    if user["role"] != "operator":
+    if user["role"] != Role.OPERATOR:
         return None
     return await request.app[SERVICES].users.operator_id_of(str(user["id"])) or ""
 
@@ -328,7 +329,7 @@ async def update_call(request: web.Request) -> web.Response:
     body = await parse_body(request, CallUpdate)
     changes = body.model_dump(exclude_unset=True)
     current = await _fetch_call(request, call_id)  # 404 / an operator's own call only
-    if current_user(request)["role"] == "operator" and set(changes) - OPERATOR_EDITABLE:
+    if current_user(request)["role"] == Role.OPERATOR and set(changes) - OPERATOR_EDITABLE:
         raise Forbidden("Operators may change only the notes of their calls")
     if not changes:
         return json_response(row_json(current))
@@ -389,13 +390,13 @@ _C = ("calls",)
 ROUTES: list[Route] = [
     Route("GET", "/api/calls/", list_calls, ANY_USER, "Call history (an operator: their own)",
           query=HistoryQuery, response=CallPage, tags=_C),
-    Route("POST", "/api/calls/", create_call, ("admin",), "Create a call record",
+    Route("POST", "/api/calls/", create_call, (Role.ADMIN,), "Create a call record",
           body=CallCreate, response=CallOut, status=201, tags=_C),
     Route("GET", "/api/calls/export", export_calls, ANY_USER,
           "CSV export of the history (same filters; streamed)", query=CallFilter, tags=_C),
     Route("GET", "/api/calls/{call_id}", get_call, ANY_USER, "One call", response=CallOut,
           tags=_C),
-    Route("PUT", "/api/calls/{call_id}", update_call, ("admin", "operator"),
+    Route("PUT", "/api/calls/{call_id}", update_call, (Role.ADMIN, Role.OPERATOR),
           "Update a call (an operator: notes of their own calls)", body=CallUpdate,
           response=CallOut, tags=_C),
 ]

@@ -20,11 +20,12 @@ from pydantic import BaseModel
 from api.auth import Forbidden
 from api.errors import json_response
 from api.http import parse_body, parse_query, to_json, uuid_param
-from api.routing import STAFF, Route
+from api.routing import Route
 from api.state import SERVICES, Services, current_user
 from engine.errors import RecordNotFound
 from engine.events import OperatorProvisioned, OperatorStatusRequested
 from engine.model import OperatorStatus
+from engine.roles import STAFF, Role
 from storage.users import operator_from_row
 from ws.messages import iso
 
@@ -78,7 +79,7 @@ def operator_item(services: Services, row: Any) -> dict[str, Any]:
 
 def _supervised_group(user: Any) -> str | None:
     """The group a supervisor is limited to (None: sees everything)."""
-    if user["role"] == "supervisor" and user["group_id"] is not None:
+    if user["role"] == Role.SUPERVISOR and user["group_id"] is not None:
         return str(user["group_id"])
     return None
 
@@ -106,7 +107,7 @@ async def set_status(request: web.Request) -> web.Response:
         raise RecordNotFound("Operator not found")
     row = rows[0]
     user = current_user(request)
-    if user["role"] == "operator":
+    if user["role"] == Role.OPERATOR:
         if await services.users.operator_id_of(str(user["id"])) != operator_id:
             raise Forbidden("Operators may change only their own status")
     own_group = _supervised_group(user)
@@ -127,7 +128,7 @@ ROUTES: list[Route] = [
     Route("GET", "/api/operators/", list_operators, STAFF,
           "Operators with live status, current calls and calls answered today",
           query=OperatorsQuery, response=list[OperatorOut], tags=("operators",)),
-    Route("PUT", "/api/operators/{operator_id}/status", set_status, (*STAFF, "operator"),
+    Route("PUT", "/api/operators/{operator_id}/status", set_status, (*STAFF, Role.OPERATOR),
           "Set an operator's status (an operator: only their own); published as "
           "operator_status_changed. A call in progress or an unreachable phone still wins.",
           body=StatusBody, response=OperatorOut, tags=("operators",)),

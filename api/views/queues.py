@@ -21,10 +21,11 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.errors import json_response
 from api.http import parse_body, row_json, uuid_param
-from api.routing import STAFF, Route
+from api.routing import Route
 from api.state import SERVICES
 from engine.errors import RecordNotFound
 from engine.model import Call, CallStatus, Operator
+from engine.roles import STAFF, Role
 from storage.queues import Queues
 
 # Asterisk app_queue strategies (queues.conf).
@@ -173,12 +174,12 @@ ROUTES: list[Route] = [
     Route("GET", "/api/queues/", list_queues, STAFF,
           "Queues with live current_calls (answered) and waiting_calls (not yet answered)",
           response=list[QueueOut], tags=("queues",)),
-    Route("POST", "/api/queues/", create_queue, ("admin",),
+    Route("POST", "/api/queues/", create_queue, (Role.ADMIN,),
           "Create a queue (409 DB_004 when name or asterisk_name is taken)",
           body=QueueCreate, response=QueueDetail, status=201, tags=("queues",)),
-    Route("PUT", "/api/queues/{queue_id}", update_queue, ("admin",),
+    Route("PUT", "/api/queues/{queue_id}", update_queue, (Role.ADMIN,),
           "Update a queue: only the fields sent change", body=QueueUpdate,
           response=QueueDetail, tags=("queues",)),
-    Route("DELETE", "/api/queues/{queue_id}", delete_queue, ("admin",),
+    Route("DELETE", "/api/queues/{queue_id}", delete_queue, (Role.ADMIN,),
           "Delete a queue; recorded calls keep its name", tags=("queues",)),
 ]

@@ -24,10 +24,11 @@ from api.auth import Forbidden
 from api.errors import json_response
 from api.figures import Period, Tally, busiest_hour, efficiency, hour_label, period_bounds
 from api.http import parse_query, uuid_param
-from api.routing import ANY_USER, STAFF, Route
+from api.routing import Route
 from api.state import SERVICES, current_user
 from engine.errors import RecordNotFound
 from engine.model import CallStatus, OperatorStatus
+from engine.roles import ANY_USER, STAFF, Role
 from ws.messages import iso
 
 SUMS = """sum(offered) AS offered, sum(answered) AS answered, sum(missed) AS missed,
@@ -160,7 +161,7 @@ class QueueStats(BaseModel):
 def scoped_group(request: web.Request, requested: UUID | None) -> str | None:
     """The group whose figures this user may see: a supervisor with a group sees only it."""
     user = current_user(request)
-    if user["role"] == "supervisor" and user["group_id"] is not None:
+    if user["role"] == Role.SUPERVISOR and user["group_id"] is not None:
         own = str(user["group_id"])
         if requested is not None and str(requested) != own:
             raise Forbidden("Supervisors see their own group's figures only")
@@ -356,14 +357,14 @@ async def operator_stats(request: web.Request) -> web.Response:
     q = parse_query(request, OperatorPeriodQuery)
     services = request.app[SERVICES]
     user = current_user(request)
-    if user["role"] == "operator":
+    if user["role"] == Role.OPERATOR:
         if await services.users.operator_id_of(str(user["id"])) != operator_id:
             raise Forbidden("Operators see their own statistics only")
     row = await services.pool.fetchrow(
         "SELECT group_id FROM operators WHERE id = $1::uuid", operator_id)
     if row is None:
         raise RecordNotFound("Operator not found")
-    if user["role"] == "supervisor" and user["group_id"] is not None \
+    if user["role"] == Role.SUPERVISOR and user["group_id"] is not None \
             and row["group_id"] != user["group_id"]:
         raise Forbidden("Supervisors see their own group's figures only")
     start, end = period_bounds(q.period)
