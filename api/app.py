@@ -20,7 +20,7 @@ from api.ratelimit import rate_limit_middleware
 from api.routes import ROUTES
 from api.routing import register
 from api.state import SERVICES, Services
-from api.views import admin as admin_views
+from api.views import settings as settings_views
 from api.wsauth import JwtWsAuthenticator
 from devservers.embedded import embedded_postgres, embedded_redis
 from engine.machine.engine import Engine
@@ -105,7 +105,7 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(stop_tasks)
         stack.push_async_callback(ws.close_all)
         # the admin's saved Asterisk connection (PUT /api/admin/settings), when enabled
-        stored_ari = await admin_views.stored_ari_config(services)
+        stored_ari = await settings_views.stored_ari_config(services)
         await stack.enter_async_context(pbx.connect(services, stored_ari))
         services.pbx["generated_admin_password"] = generated_password
         yield services

@@ -9,6 +9,7 @@ from uuid import UUID
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from api.errors import validation_detail
 from engine.errors import DomainError, InvalidInput, MalformedRequest, RecordNotFound
@@ -60,3 +61,10 @@ def to_json(value: Any) -> Any:
 
 def row_json(row: Any, *, drop: tuple[str, ...] = ("password_hash",)) -> dict[str, Any]:
     return {k: to_json(v) for k, v in dict(row).items() if k not in drop}
+
+
+def invalid_field(model: str, field: str, kind: str, message: str, value: Any) -> ValidationError:
+    """A pydantic ValidationError for one body field (the middleware answers the seed's 422)."""
+    error = PydanticCustomError(kind, message)
+    details: list[InitErrorDetails] = [{"type": error, "loc": (field,), "input": value}]
+    return ValidationError.from_exception_data(model, details)

@@ -7,13 +7,15 @@ every route is read in one place: ``python -c "from api.routes import ROUTES; ..
 from __future__ import annotations
 
 from api.routing import Route
-from api.views import admin as admin_views
 from api.views import asterisk as asterisk_views
 from api.views import auth
 from api.views import calls as calls_views
 from api.views import operators as operators_views
 from api.views import queues as queues_views
+from api.views import settings as settings_views
 from api.views import stats as stats_views
+from api.views import system as system_views
+from api.views import users as users_views
 from engine.roles import ANY_USER
 
 ROUTES: list[Route] = [
@@ -35,4 +37,6 @@ ROUTES += queues_views.ROUTES
 ROUTES += asterisk_views.ROUTES
 ROUTES += stats_views.ROUTES  # before calls: /api/calls/stats is not a {call_id}
 ROUTES += calls_views.ROUTES
-ROUTES += admin_views.ROUTES
+ROUTES += users_views.ROUTES
+ROUTES += settings_views.ROUTES
+ROUTES += system_views.ROUTES

@@ -23,7 +23,8 @@ from aiohttp.test_utils import TestClient
 
 from api.crypto import secret_box
 from api.state import SERVICES
-from api.views.admin import PASSWORD_MASK, format_uptime
+from api.views.settings import PASSWORD_MASK
+from api.views.system import format_uptime
 from connectors.fakes.ari_server import FakeAsterisk
 from tests.app_fixtures import _client
 from tests.helpers import login

@@ -1,15 +1,6 @@
-"""/api/admin: users, system settings, Asterisk connection test, system info (seed 001,
+"""/api/admin/settings: system settings and the Asterisk connection test (seed 001,
 Администрирование). Every route is admin only.
 
-Decisions (where the seed leaves room):
-
-* Users: the answer is always the seed's User (no password hash, ever). A user has an operator
-  row exactly when its role is ``operator``: ``extension`` is required for operators (422 with
-  ``loc ["body","extension"]``) and refused for other roles; changing the role away from
-  ``operator`` deletes the operator row (call records keep their data, ``operator_id`` becomes
-  null). Every change is told to the live engine (``OperatorProvisioned`` / ``OperatorRemoved``).
-  The last *active* admin can be neither deleted nor demoted nor deactivated (USER_005).
-  ``POST`` answers 201; ``DELETE`` answers ``{"success": true, "message": ...}``.
 * Settings: ``asterisk_config.password`` is stored Fernet-encrypted (``api/crypto.py``) and
   answered as ``"********"`` when one is stored, ``null`` when none. A PUT is partial (missing
   fields keep their value); a password of ``null`` or ``"********"`` keeps the stored one, ``""``
@@ -20,137 +11,35 @@ Decisions (where the seed leaves room):
 * ``settings/asterisk/test`` always answers HTTP 200 with the seed's body: ``success`` true or
   false; on failure ``data.code`` is AST_001 (timeout), AST_002 (credentials) or AST_004 (ARI
   unavailable or not ARI). A password of ``null``/``"********"`` tests with the stored one.
-* ``system/info``: ``calls_today`` counts calls whose start is at or after 00:00 UTC today;
-  ``asterisk_connected`` is the live ARI events socket (also true for the built-in simulator).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import BaseModel, EmailStr, Field, ValidationError, field_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import BaseModel, Field, field_validator
 
 from api import pbx
-from api.auth import hash_password
 from api.crypto import SecretBox, SecretUnreadable, secret_box
 from api.errors import json_response
-from api.http import parse_body, parse_query, row_json, to_json, uuid_param
+from api.http import invalid_field, parse_body, to_json
 from api.routing import Route
 from api.state import SERVICES, Services, current_user
 from connectors.ari.client import AriClient, AriConfig
 from connectors.ari.errors import AriAuthFailed, AriError, AriTimeout
-from engine.errors import DomainError, DuplicateRecord
-from engine.events import OperatorProvisioned, OperatorRemoved
 from engine.roles import Role
-from storage.settings import SystemSettingsStore, calls_since, database_ok
-from storage.users import UnknownGroup, UserExists, UserNotFound
+from storage.settings import SystemSettingsStore
 
 log = logging.getLogger("switchboard.admin")
 
 ADMIN = (Role.ADMIN,)
 PASSWORD_MASK = "********"
-EXTENSION_PATTERN = r"^[0-9]{3,5}$"
 HOST_PATTERN = r"^[A-Za-z0-9._:\[\]-]+$"
-
-
-# -- errors (no HTTP here: api/errors.py maps the codes) --------------------------------------
-
-
-class UsernameTaken(DomainError):
-    code, default_message = "USER_001", "Username already exists"
-
-
-class EmailTaken(DomainError):
-    code, default_message = "USER_002", "Email already exists"
-
-
-class ExtensionTaken(DomainError):
-    code, default_message = "USER_003", "Extension is already assigned"
-
-
-def _conflict(exc: UserExists) -> DomainError:
-    kinds: dict[str, type[DomainError]] = {
-        "username": UsernameTaken, "email": EmailTaken, "extension": ExtensionTaken,
-    }
-    kind = kinds.get(exc.field, DuplicateRecord)
-    return kind(field=exc.field if exc.field in kinds else None)
-
-
-def _invalid(model: str, field: str, kind: str, message: str, value: Any) -> ValidationError:
-    """A pydantic ValidationError for one body field (the middleware answers the seed's 422)."""
-    error = PydanticCustomError(kind, message)
-    details: list[InitErrorDetails] = [{"type": error, "loc": (field,), "input": value}]
-    return ValidationError.from_exception_data(model, details)
-
-
-# -- models -----------------------------------------------------------------------------------
-
-
-class UserOut(BaseModel):
-    id: UUID
-    username: str
-    email: str
-    name: str
-    role: Role
-    group_id: UUID | None
-    is_active: bool
-    created_at: datetime
-    updated_at: datetime
-
-
-class OperatorOut(BaseModel):
-    id: UUID
-    user_id: UUID
-    extension: str
-    group_id: UUID | None
-    status: Literal["online", "busy", "offline"]
-    skills: list[str]
-    max_concurrent_calls: int
-    current_calls: int
-    last_activity: datetime | None
-    created_at: datetime
-
-
-class UsersQuery(BaseModel):
-    skip: int = Field(0, ge=0)
-    limit: int = Field(100, ge=1, le=1000)
-    role: Role | None = None
-
-
-class UserCreate(BaseModel):
-    username: str = Field(min_length=3, max_length=50)
-    email: EmailStr = Field(max_length=254)
-    name: str = Field("", max_length=200)
-    password: str = Field(min_length=6, max_length=256)
-    role: Role
-    group_id: UUID | None = None
-    extension: str | None = Field(None, pattern=EXTENSION_PATTERN)
-    is_active: bool = True
-
-
-class UserUpdate(BaseModel):
-    """Partial: only the fields sent change. ``password`` is hashed; no hash is ever accepted."""
-
-    username: str = Field(None, min_length=3, max_length=50)
-    email: EmailStr = Field(None, max_length=254)
-    name: str = Field(None, max_length=200)
-    password: str = Field(None, min_length=6, max_length=256)
-    role: Role = None
-    group_id: UUID | None = None
-    extension: str = Field(None, pattern=EXTENSION_PATTERN)
-    is_active: bool = None
-
-
-class Deleted(BaseModel):
-    success: bool
-    message: str
 
 
 def _upper(value: Any) -> Any:
@@ -226,124 +115,6 @@ class AsteriskTestResult(BaseModel):
     success: bool
     message: str
     data: dict[str, Any]
-
-
-class SystemInfo(BaseModel):
-    users: int | None
-    operators: int | None
-    calls_today: int | None
-    asterisk_connected: bool
-    database_status: Literal["connected", "disconnected"]
-    uptime: str
-
-
-# -- users ------------------------------------------------------------------------------------
-
-
-async def list_users(request: web.Request) -> web.Response:
-    query = parse_query(request, UsersQuery)
-    rows = await request.app[SERVICES].users.page(skip=query.skip, limit=query.limit,
-                                                  role=query.role)
-    return json_response([row_json(r) for r in rows])
-
-
-def _check_extension(model: str, role: str, extension: str | None, has_operator: bool) -> None:
-    if role == Role.OPERATOR and extension is None and not has_operator:
-        raise _invalid(model, "extension", "missing", "extension is required for operators",
-                       None)
-    if role != Role.OPERATOR and extension is not None:
-        raise _invalid(model, "extension", "extension_not_allowed",
-                       "extension is only for users with role operator", extension)
-
-
-async def _check_group(services: Services, group_id: UUID | None) -> None:
-    if group_id is not None and not await services.users.group_exists(str(group_id)):
-        raise UnknownGroup()
-
-
-async def _tell_engine(services: Services, user_id: str, operator_before: str | None) -> None:
-    """Bring the engine's operator directory in line with the user's stored operator row."""
-    operator = await services.users.operator_for_user(user_id)
-    if operator is not None:
-        services.runner.submit(OperatorProvisioned(operator))
-    elif operator_before is not None:
-        services.runner.submit(OperatorRemoved(operator_before))
-
-
-async def create_user(request: web.Request) -> web.Response:
-    body = await parse_body(request, UserCreate)
-    services = request.app[SERVICES]
-    _check_extension("UserCreate", body.role, body.extension, has_operator=False)
-    await _check_group(services, body.group_id)
-    password_hash = await asyncio.to_thread(hash_password, body.password)
-    try:
-        row = await services.users.create(
-            username=body.username, email=body.email, name=body.name, role=body.role,
-            password_hash=password_hash,
-            group_id=str(body.group_id) if body.group_id else None, extension=body.extension,
-        )
-    except UserExists as exc:
-        raise _conflict(exc) from None
-    user_id = str(row["id"])
-    if not body.is_active:
-        row = await services.users.update(user_id, {"is_active": False})
-    await _tell_engine(services, user_id, None)
-    return json_response(row_json(row), status=201)
-
-
-async def update_user(request: web.Request) -> web.Response:
-    user_id = uuid_param(request, "user_id", not_found=UserNotFound)
-    body = await parse_body(request, UserUpdate)
-    services = request.app[SERVICES]
-    current = await services.users.by_id(user_id)
-    if current is None:
-        raise UserNotFound()
-    sent = body.model_fields_set
-    changes: dict[str, Any] = {
-        name: getattr(body, name)
-        for name in ("username", "email", "name", "role", "is_active") if name in sent
-    }
-    if "group_id" in sent:
-        await _check_group(services, body.group_id)
-        changes["group_id"] = str(body.group_id) if body.group_id else None
-    if "password" in sent:
-        changes["password_hash"] = await asyncio.to_thread(hash_password, body.password)
-    extension = body.extension if "extension" in sent else None
-    operator_before = await services.users.operator_id_of(user_id)
-    _check_extension("UserUpdate", changes.get("role", current["role"]), extension,
-                     has_operator=operator_before is not None)
-    try:
-        row = await services.users.update(user_id, changes, extension=extension)
-    except UserExists as exc:
-        raise _conflict(exc) from None
-    await _tell_engine(services, user_id, operator_before)
-    return json_response(row_json(row))
-
-
-async def delete_user(request: web.Request) -> web.Response:
-    user_id = uuid_param(request, "user_id", not_found=UserNotFound)
-    services = request.app[SERVICES]
-    operator_id = await services.users.delete(user_id)
-    if operator_id is not None:
-        services.runner.submit(OperatorRemoved(operator_id))
-    return json_response({"success": True, "message": "User deleted"})
-
-
-async def user_operator(request: web.Request) -> web.Response:
-    """The user's operator (stored row overlaid with the engine's live state), or null."""
-    user_id = uuid_param(request, "user_id", not_found=UserNotFound)
-    services = request.app[SERVICES]
-    if await services.users.by_id(user_id) is None:
-        raise UserNotFound()
-    row = await services.users.operator_row_of(user_id)
-    if row is None:
-        return json_response(None)
-    data = row_json(row)
-    live = services.engine.operator(data["id"])
-    if live is not None:
-        data.update(status=live.status.value, current_calls=live.current_calls,
-                    last_activity=to_json(live.last_activity) or data["last_activity"])
-    return json_response(data)
 
 
 # -- settings ---------------------------------------------------------------------------------
@@ -457,7 +228,7 @@ async def put_settings(request: web.Request) -> web.Response:
             new_effective.update(_apply(current, body, box))
             ast = new_effective["asterisk_config"]
             if ast["enabled"] and not ast["username"]:
-                raise _invalid("SettingsIn", "asterisk_config", "username_required",
+                raise invalid_field("SettingsIn", "asterisk_config", "username_required",
                                "asterisk_config.username is required when enabled", None)
             return new_effective
 
@@ -594,51 +365,8 @@ async def test_asterisk(request: web.Request) -> web.Response:
     })
 
 
-# -- system info ------------------------------------------------------------------------------
-
-
-def format_uptime(seconds: float) -> str:
-    """``2 days, 14:30:22`` (always with the day count: ``0 days, 00:05:00``)."""
-    total = max(0, int(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{days} day{'' if days == 1 else 's'}, {hours:02d}:{minutes:02d}:{secs:02d}"
-
-
-async def system_info(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    db_ok = await database_ok(services.pool)
-    users = operators = calls_today = None
-    if db_ok:
-        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        users = await services.users.count()
-        operators = await services.users.count_operators()
-        calls_today = await calls_since(services.pool, today)
-    stream = services.pbx.get("stream")
-    return json_response({
-        "users": users,
-        "operators": operators,
-        "calls_today": calls_today,
-        "asterisk_connected": bool(stream is not None and stream.connected),
-        "database_status": "connected" if db_ok else "disconnected",
-        "uptime": format_uptime(time.time() - services.started_at),
-    })
-
-
 TAGS = ("admin",)
 ROUTES: list[Route] = [
-    Route("GET", "/api/admin/users", list_users, ADMIN, "List users (skip, limit, role)",
-          query=UsersQuery, response=list[UserOut], tags=TAGS),
-    Route("POST", "/api/admin/users", create_user, ADMIN,
-          "Create a user (operators get their operator row and extension)",
-          body=UserCreate, response=UserOut, status=201, tags=TAGS),
-    Route("PUT", "/api/admin/users/{user_id}", update_user, ADMIN, "Update a user (partial)",
-          body=UserUpdate, response=UserOut, tags=TAGS),
-    Route("DELETE", "/api/admin/users/{user_id}", delete_user, ADMIN,
-          "Delete a user (never the last active admin)", response=Deleted, tags=TAGS),
-    Route("GET", "/api/admin/users/{user_id}/operator", user_operator, ADMIN,
-          "The user's operator, or null", response=OperatorOut | None, tags=TAGS),
     Route("GET", "/api/admin/settings", get_settings, ADMIN, "System settings",
           response=SettingsOut, tags=TAGS),
     Route("PUT", "/api/admin/settings", put_settings, ADMIN,
@@ -647,6 +375,4 @@ ROUTES: list[Route] = [
     Route("POST", "/api/admin/settings/asterisk/test", test_asterisk, ADMIN,
           "Test an Asterisk ARI connection (GET /ari/asterisk/info)",
           body=AsteriskTestBody, response=AsteriskTestResult, tags=TAGS),
-    Route("GET", "/api/admin/system/info", system_info, ADMIN, "System information",
-          response=SystemInfo, tags=TAGS),
 ]

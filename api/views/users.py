@@ -1,0 +1,244 @@
+"""/api/admin/users: user administration (seed 001, Администрирование). Every route is admin only.
+
+* Users: the answer is always the seed's User (no password hash, ever). A user has an operator
+  row exactly when its role is ``operator``: ``extension`` is required for operators (422 with
+  ``loc ["body","extension"]``) and refused for other roles; changing the role away from
+  ``operator`` deletes the operator row (call records keep their data, ``operator_id`` becomes
+  null). Every change is told to the live engine (``OperatorProvisioned`` / ``OperatorRemoved``).
+  The last *active* admin can be neither deleted nor demoted nor deactivated (USER_005).
+  ``POST`` answers 201; ``DELETE`` answers ``{"success": true, "message": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import BaseModel, EmailStr, Field
+
+from api.auth import hash_password
+from api.errors import json_response
+from api.http import invalid_field, parse_body, parse_query, row_json, to_json, uuid_param
+from api.routing import Route
+from api.state import SERVICES, Services
+from engine.errors import DomainError, DuplicateRecord
+from engine.events import OperatorProvisioned, OperatorRemoved
+from engine.roles import Role
+from storage.users import UnknownGroup, UserExists, UserNotFound
+
+ADMIN = (Role.ADMIN,)
+EXTENSION_PATTERN = r"^[0-9]{3,5}$"
+
+
+# -- errors (no HTTP here: api/errors.py maps the codes) --------------------------------------
+
+
+class UsernameTaken(DomainError):
+    code, default_message = "USER_001", "Username already exists"
+
+
+class EmailTaken(DomainError):
+    code, default_message = "USER_002", "Email already exists"
+
+
+class ExtensionTaken(DomainError):
+    code, default_message = "USER_003", "Extension is already assigned"
+
+
+def _conflict(exc: UserExists) -> DomainError:
+    kinds: dict[str, type[DomainError]] = {
+        "username": UsernameTaken, "email": EmailTaken, "extension": ExtensionTaken,
+    }
+    kind = kinds.get(exc.field, DuplicateRecord)
+    return kind(field=exc.field if exc.field in kinds else None)
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+class UserOut(BaseModel):
+    id: UUID
+    username: str
+    email: str
+    name: str
+    role: Role
+    group_id: UUID | None
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class OperatorOut(BaseModel):
+    id: UUID
+    user_id: UUID
+    extension: str
+    group_id: UUID | None
+    status: Literal["online", "busy", "offline"]
+    skills: list[str]
+    max_concurrent_calls: int
+    current_calls: int
+    last_activity: datetime | None
+    created_at: datetime
+
+
+class UsersQuery(BaseModel):
+    skip: int = Field(0, ge=0)
+    limit: int = Field(100, ge=1, le=1000)
+    role: Role | None = None
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=3, max_length=50)
+    email: EmailStr = Field(max_length=254)
+    name: str = Field("", max_length=200)
+    password: str = Field(min_length=6, max_length=256)
+    role: Role
+    group_id: UUID | None = None
+    extension: str | None = Field(None, pattern=EXTENSION_PATTERN)
+    is_active: bool = True
+
+
+class UserUpdate(BaseModel):
+    """Partial: only the fields sent change. ``password`` is hashed; no hash is ever accepted."""
+
+    username: str = Field(None, min_length=3, max_length=50)
+    email: EmailStr = Field(None, max_length=254)
+    name: str = Field(None, max_length=200)
+    password: str = Field(None, min_length=6, max_length=256)
+    role: Role = None
+    group_id: UUID | None = None
+    extension: str = Field(None, pattern=EXTENSION_PATTERN)
+    is_active: bool = None
+
+
+class Deleted(BaseModel):
+    success: bool
+    message: str
+
+
+# -- users ------------------------------------------------------------------------------------
+
+
+async def list_users(request: web.Request) -> web.Response:
+    query = parse_query(request, UsersQuery)
+    rows = await request.app[SERVICES].users.page(skip=query.skip, limit=query.limit,
+                                                  role=query.role)
+    return json_response([row_json(r) for r in rows])
+
+
+def _check_extension(model: str, role: str, extension: str | None, has_operator: bool) -> None:
+    if role == Role.OPERATOR and extension is None and not has_operator:
+        raise invalid_field(model, "extension", "missing", "extension is required for operators",
+                       None)
+    if role != Role.OPERATOR and extension is not None:
+        raise invalid_field(model, "extension", "extension_not_allowed",
+                       "extension is only for users with role operator", extension)
+
+
+async def _check_group(services: Services, group_id: UUID | None) -> None:
+    if group_id is not None and not await services.users.group_exists(str(group_id)):
+        raise UnknownGroup()
+
+
+async def _tell_engine(services: Services, user_id: str, operator_before: str | None) -> None:
+    """Bring the engine's operator directory in line with the user's stored operator row."""
+    operator = await services.users.operator_for_user(user_id)
+    if operator is not None:
+        services.runner.submit(OperatorProvisioned(operator))
+    elif operator_before is not None:
+        services.runner.submit(OperatorRemoved(operator_before))
+
+
+async def create_user(request: web.Request) -> web.Response:
+    body = await parse_body(request, UserCreate)
+    services = request.app[SERVICES]
+    _check_extension("UserCreate", body.role, body.extension, has_operator=False)
+    await _check_group(services, body.group_id)
+    password_hash = await asyncio.to_thread(hash_password, body.password)
+    try:
+        row = await services.users.create(
+            username=body.username, email=body.email, name=body.name, role=body.role,
+            password_hash=password_hash,
+            group_id=str(body.group_id) if body.group_id else None, extension=body.extension,
+        )
+    except UserExists as exc:
+        raise _conflict(exc) from None
+    user_id = str(row["id"])
+    if not body.is_active:
+        row = await services.users.update(user_id, {"is_active": False})
+    await _tell_engine(services, user_id, None)
+    return json_response(row_json(row), status=201)
+
+
+async def update_user(request: web.Request) -> web.Response:
+    user_id = uuid_param(request, "user_id", not_found=UserNotFound)
+    body = await parse_body(request, UserUpdate)
+    services = request.app[SERVICES]
+    current = await services.users.by_id(user_id)
+    if current is None:
+        raise UserNotFound()
+    sent = body.model_fields_set
+    changes: dict[str, Any] = {
+        name: getattr(body, name)
+        for name in ("username", "email", "name", "role", "is_active") if name in sent
+    }
+    if "group_id" in sent:
+        await _check_group(services, body.group_id)
+        changes["group_id"] = str(body.group_id) if body.group_id else None
+    if "password" in sent:
+        changes["password_hash"] = await asyncio.to_thread(hash_password, body.password)
+    extension = body.extension if "extension" in sent else None
+    operator_before = await services.users.operator_id_of(user_id)
+    _check_extension("UserUpdate", changes.get("role", current["role"]), extension,
+                     has_operator=operator_before is not None)
+    try:
+        row = await services.users.update(user_id, changes, extension=extension)
+    except UserExists as exc:
+        raise _conflict(exc) from None
+    await _tell_engine(services, user_id, operator_before)
+    return json_response(row_json(row))
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    user_id = uuid_param(request, "user_id", not_found=UserNotFound)
+    services = request.app[SERVICES]
+    operator_id = await services.users.delete(user_id)
+    if operator_id is not None:
+        services.runner.submit(OperatorRemoved(operator_id))
+    return json_response({"success": True, "message": "User deleted"})
+
+
+async def user_operator(request: web.Request) -> web.Response:
+    """The user's operator (stored row overlaid with the engine's live state), or null."""
+    user_id = uuid_param(request, "user_id", not_found=UserNotFound)
+    services = request.app[SERVICES]
+    if await services.users.by_id(user_id) is None:
+        raise UserNotFound()
+    row = await services.users.operator_row_of(user_id)
+    if row is None:
+        return json_response(None)
+    data = row_json(row)
+    live = services.engine.operator(data["id"])
+    if live is not None:
+        data.update(status=live.status.value, current_calls=live.current_calls,
+                    last_activity=to_json(live.last_activity) or data["last_activity"])
+    return json_response(data)
+
+
+TAGS = ("admin",)
+ROUTES: list[Route] = [
+    Route("GET", "/api/admin/users", list_users, ADMIN, "List users (skip, limit, role)",
+          query=UsersQuery, response=list[UserOut], tags=TAGS),
+    Route("POST", "/api/admin/users", create_user, ADMIN,
+          "Create a user (operators get their operator row and extension)",
+          body=UserCreate, response=UserOut, status=201, tags=TAGS),
+    Route("PUT", "/api/admin/users/{user_id}", update_user, ADMIN, "Update a user (partial)",
+          body=UserUpdate, response=UserOut, tags=TAGS),
+    Route("DELETE", "/api/admin/users/{user_id}", delete_user, ADMIN,
+          "Delete a user (never the last active admin)", response=Deleted, tags=TAGS),
+    Route("GET", "/api/admin/users/{user_id}/operator", user_operator, ADMIN,
+          "The user's operator, or null", response=OperatorOut | None, tags=TAGS),
+]
