@@ -28,6 +28,7 @@ from engine.effects import (
     OperatorStatusChanged,
 )
 from engine.model import Call, CallStatus, Operator, OperatorStatus
+from tests.helpers import publish_message
 from ws.access import Viewer
 from ws.fakes import FakeAuthenticator
 from ws.handler import WebSocketEndpoint, WsSession
@@ -341,7 +342,7 @@ async def test_each_role_gets_exactly_its_events() -> None:
             CallTransferred(answered, "op-a1", "op-a2"),          # 6
             CallEnded(ended),                                     # 7
         ])
-        s.hub.publish_raw("marker", {})                           # 8: everyone, ends the stream
+        publish_message(s.hub, "marker", {})                      # 8: everyone, ends the stream
         received = {}
         for name, ws in sockets.items():
             received[name] = []
@@ -442,7 +443,7 @@ async def test_slow_client_is_closed_1013_and_fast_client_keeps_receiving() -> N
             published = 0
             while s.hub.stats.dropped_clients == 0:  # the slow one is not reading at all
                 assert published < 2000, "the slow client never overflowed"
-                published = s.hub.publish_raw("bulk", {"pad": pad})
+                published = publish_message(s.hub, "bulk", {"pad": pad})
                 await asyncio.sleep(0.001)
             await eventually(lambda: len(fast_ids) == published)
             reader.cancel()
@@ -467,17 +468,17 @@ async def test_bursts_reach_every_client_once_and_in_order() -> None:
         early = await s.connect(s.login("admin"))
         await eventually(lambda: s.hub.writer_count == 1)
         for _ in range(50):  # one burst: a single loop step
-            s.hub.publish_raw("bulk", {"n": 1})
+            publish_message(s.hub, "bulk", {"n": 1})
         late_task = asyncio.create_task(s.http.ws_connect(s.url(s.login("admin"))))
         for _ in range(5):
             for _ in range(20):
-                s.hub.publish_raw("bulk", {"n": 2})
+                publish_message(s.hub, "bulk", {"n": 2})
             await asyncio.sleep(0.001)
         late = await late_task
         assert (await recv(late))["type"] == "auth_ok"
         snapshot = await recv(late)
         for _ in range(30):
-            s.hub.publish_raw("bulk", {"n": 3})
+            publish_message(s.hub, "bulk", {"n": 3})
         total = s.hub.last_id
         got_early = [(await recv(early))["id"] for _ in range(total)]
         assert got_early == list(range(1, total + 1))

@@ -22,6 +22,7 @@ from engine.effects import (
     OperatorUpdated,
 )
 from engine.model import Call, CallStatus, Direction, Operator, OperatorStatus
+from tests.helpers import publish_message
 from ws.access import Viewer, can_see, can_see_call, can_see_operator
 from ws.hub import Hub, SendQueue, Subscription
 from ws.messages import call_view, iso, operator_view, to_message
@@ -307,7 +308,7 @@ def test_failing_listeners_do_not_break_the_fan_out() -> None:
         return True
 
     with hub.subscribe(MANAGER) as manager:
-        hub.publish_raw("bench", {"n": 1}, bad_audience)
+        publish_message(hub, "bench", {"n": 1}, bad_audience)
         assert drain(manager) == []
     assert [m["data"] for m in drain(third)] == [{"n": 1}]
 
@@ -322,11 +323,11 @@ def test_subscription_context_manager_unsubscribes() -> None:
     assert hub.last_id == 1  # ids advance with or without listeners
 
 
-def test_publish_raw_audience_decides_alone() -> None:
+def test_direct_message_audience_decides_alone() -> None:
     hub = fixed_hub()
     admin, sup = hub.subscribe(ADMIN), hub.subscribe(SUP_A)
-    assert hub.publish_raw("note", {"x": 1}, lambda v: v.role == "supervisor") == 1
-    assert hub.publish_raw("note", {"x": 2}) == 2
+    assert publish_message(hub, "note", {"x": 1}, lambda v: v.role == "supervisor") == 1
+    assert publish_message(hub, "note", {"x": 2}) == 2
     assert [m["data"]["x"] for m in drain(admin)] == [2]
     assert drain(sup) == [
         {"id": 1, "ts": "2025-01-01T14:35:01Z", "type": "note", "data": {"x": 1}},
