@@ -165,14 +165,17 @@ async def test_auth_ok_then_snapshot(by: str) -> None:
                 ],
                 "operators": [
                     {"operator_id": "op-a1", "extension": "1001", "name": "Ann",
-                     "status": "online", "status_detail": None, "current_calls": 0,
+                     "status": "online", "status_detail": None, "activity": "available",
+                     "pause_reason": None, "current_calls": 0,
                      "max_concurrent_calls": 1, "last_activity": "2025-01-01T14:30:00Z",
                      "group_id": "g-a"},
                     {"operator_id": "op-a2", "extension": "1002", "name": "Abe",
-                     "status": "offline", "status_detail": None, "current_calls": 0,
+                     "status": "offline", "status_detail": None, "activity": None,
+                     "pause_reason": None, "current_calls": 0,
                      "max_concurrent_calls": 1, "last_activity": None, "group_id": "g-a"},
                     {"operator_id": "op-b1", "extension": "2001", "name": "Bob",
-                     "status": "offline", "status_detail": None, "current_calls": 0,
+                     "status": "offline", "status_detail": None, "activity": None,
+                     "pause_reason": None, "current_calls": 0,
                      "max_concurrent_calls": 1, "last_activity": "2025-01-01T14:30:00Z",
                      "group_id": "g-b"},
                 ],
@@ -329,7 +332,7 @@ async def test_each_role_gets_exactly_its_events() -> None:
                                    answer_time=T0 + timedelta(seconds=5))
     ended = dataclasses.replace(answered, status=CallStatus.COMPLETED,
                                 end_time=T0 + timedelta(seconds=195))
-    busy_b1 = dataclasses.replace(OP_B1, status=OperatorStatus.BUSY)
+    busy_b1 = dataclasses.replace(OP_B1, status=OperatorStatus.BUSY, status_detail="manual")
     async with serve() as s:
         sockets = {name: await s.connect(s.login(name)) for name in USERS}
         s.hub.publish([
@@ -358,7 +361,8 @@ async def test_each_role_gets_exactly_its_events() -> None:
     m3 = {"id": 3, "ts": TS, "type": "operator_logged_in", "data": {
         "operator_id": "op-a1", "extension": "1001", "timestamp": "2025-01-01T14:30:00Z"}}
     m4 = {"id": 4, "ts": TS, "type": "operator_status_changed", "data": {
-        "operator_id": "op-b1", "status": "busy", "timestamp": "2025-01-01T14:30:00Z"}}
+        "operator_id": "op-b1", "status": "busy", "timestamp": "2025-01-01T14:30:00Z",
+        "activity": "paused", "pause_reason": "manual", "previous_status": "online"}}
     m5 = {"id": 5, "ts": TS, "type": "call_answered", "data": {
         "call_id": "call-a", "operator_id": "op-a1", "answer_time": "2025-01-01T14:30:05Z"}}
     m6 = {"id": 6, "ts": TS, "type": "call_transferred", "data": {

@@ -94,7 +94,8 @@ ENDED_A = dataclasses.replace(
 MISSED_B = dataclasses.replace(
     CALL_B, status=CallStatus.MISSED, end_time=T0 + timedelta(seconds=40)
 )
-BUSY_A1 = dataclasses.replace(OP_A1, status=OperatorStatus.BUSY, last_activity=T0)
+BUSY_A1 = dataclasses.replace(OP_A1, status=OperatorStatus.BUSY, status_detail="in_call",
+                              last_activity=T0)
 
 
 @pytest.mark.parametrize(
@@ -121,9 +122,11 @@ BUSY_A1 = dataclasses.replace(OP_A1, status=OperatorStatus.BUSY, last_activity=T
         })),
         (OperatorStatusChanged(BUSY_A1, previous="online"), ("operator_status_changed", {
             "operator_id": "op-a1", "status": "busy", "timestamp": "2025-01-01T14:30:00Z",
+            "activity": "in_call", "pause_reason": None, "previous_status": "online",
         })),
         (OperatorStatusChanged(OP_A2, previous="online"), ("operator_status_changed", {
             "operator_id": "op-a2", "status": "offline", "timestamp": "2025-01-01T14:35:01Z",
+            "activity": None, "pause_reason": None, "previous_status": "online",
         })),
         (OperatorLoggedIn(OP_A1), ("operator_logged_in", {
             "operator_id": "op-a1", "extension": "1001", "timestamp": "2025-01-01T14:30:00Z",
@@ -148,7 +151,8 @@ def test_snapshot_views() -> None:
     assert call_view(outbound)["answer_time"] is None
     assert operator_view(BUSY_A1) == {
         "operator_id": "op-a1", "extension": "1001", "name": "Ann", "status": "busy",
-        "status_detail": None, "current_calls": 0, "max_concurrent_calls": 1,
+        "status_detail": "in_call", "activity": "in_call", "pause_reason": None,
+        "current_calls": 0, "max_concurrent_calls": 1,
         "last_activity": "2025-01-01T14:30:00Z", "group_id": "g-a",
     }
 

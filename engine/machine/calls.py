@@ -65,7 +65,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from engine.directory import OperatorDirectory, local_half, local_pair_key
+from engine.directory import OperatorDirectory, agent_extension, local_half, local_pair_key
 from engine.effects import (
     CallAnswered,
     CallEffect,
@@ -147,7 +147,8 @@ class Leg:
 
     key: str                         # the Local pair's name, or ``id:<channel id>``
     operator_id: str | None          # the Switchboard operator it rings, if any
-    extension: str | None = None     # the extension it rings (an agent's, known or not)
+    extension: str | None = None     # the extension it rings, if its name names one
+    dialled: bool = False            # the peer of a Dial with a caller: someone rang it
     channel_ids: list[str] = field(default_factory=list)
     dial_status: str | None = None   # first final (or latest progress) Dial status as a peer
     connected: bool = False          # reached the other party (answered / took a transfer)
@@ -295,7 +296,8 @@ class CallMachine:
             conversation = self._conversations[conversation_key]
             leg = conversation.legs.get(leg_key)
             if leg is None:
-                leg = Leg(leg_key, operator.id if operator else None)
+                extension = operator.extension if operator else agent_extension(info.name)
+                leg = Leg(leg_key, operator.id if operator else None, extension)
                 self._add_leg(conversation, leg)
             channel = ChannelState(
                 id=info.id, name=info.name, leg_key=leg_key, half=half,
@@ -365,6 +367,7 @@ class CallMachine:
         caller = self._ensure(event.caller, event.ts)
         if caller is None:
             return   # the caller's call already ended: a late frame
+        leg.dialled = True
         if caller.conversation_key != peer.conversation_key:
             self._merge(caller.conversation_key, peer.conversation_key, event.ts, changes)
         status = event.status.upper()
@@ -537,11 +540,11 @@ class CallMachine:
     def _connect_agents(self, conversation: Conversation, ts: datetime) -> None:
         originator = self._originator(conversation)
         answered = conversation.answer_time is not None
-        customers = [other for other in conversation.legs.values() if other.operator_id is None]
+        customers = self._customer_legs(conversation)
         for leg in list(conversation.legs.values()):
             if leg.connected or leg is originator:
                 continue
-            if leg.operator_id is None:
+            if not self._is_agent(conversation, leg):
                 # A customer only "answers" an outbound call, by joining the operator.
                 if conversation.direction is not Direction.OUTBOUND or answered:
                     continue
@@ -549,8 +552,12 @@ class CallMachine:
             else:
                 if conversation.direction is Direction.OUTBOUND and not answered:
                     continue
-                if originator is not None and leg.operator_id == originator.operator_id:
-                    continue
+                if (
+                    originator is not None
+                    and leg.operator_id is not None
+                    and leg.operator_id == originator.operator_id
+                ):
+                    continue   # the originating operator's own legs
                 source = customers if customers else ([originator] if originator else [])
                 counterpart = [c for other in source for c in other.channel_ids]
             if leg.dial_status == "ANSWER" or self._bridged_up(leg, counterpart):
@@ -571,16 +578,17 @@ class CallMachine:
         return False
 
     def _connect(self, conversation: Conversation, leg: Leg, ts: datetime) -> None:
-        if leg.operator_id is None:
+        if not self._is_agent(conversation, leg):
             conversation.answer_time = ts          # the customer answered an outbound call
             return
         if conversation.answer_time is None:
             conversation.answer_time = ts
-            conversation.operator_id = leg.operator_id
+            conversation.operator_id = leg.operator_id   # None: an extension of no operator
+            conversation.operator_extension = leg.extension
             return
         transfers = conversation.transfer_operator_ids
         current = transfers[-1] if transfers else conversation.operator_id
-        if leg.operator_id != current:
+        if leg.operator_id is not None and leg.operator_id != current:
             transfers.append(leg.operator_id)
 
     def _publish(self, conversation: Conversation, ts: datetime, changes: Changes) -> None:
@@ -644,6 +652,7 @@ class CallMachine:
             called_number=conversation.called_number,
             channel_ids=self._channel_ids(conversation),
             offered_operator_ids=self._offered(conversation),
+            rung_operator_ids=self._rung(conversation),
             group_ids=self._group_ids(conversation),
             operator_id=conversation.operator_id if outbound else None,
             operator_extension=self._extension(conversation.operator_id) if outbound else None,
@@ -671,20 +680,22 @@ class CallMachine:
             caller_name=name or prev.caller_name,
             status=status,
             operator_id=conversation.operator_id,
-            operator_extension=self._extension(conversation.operator_id),
+            operator_extension=self._extension(conversation.operator_id)
+            or conversation.operator_extension,
             answer_time=conversation.answer_time,
             end_time=end_time,
             missed_reason=missed_reason,
             hangup_cause=cause,
             channel_ids=self._channel_ids(conversation),
             offered_operator_ids=self._offered(conversation),
+            rung_operator_ids=self._rung(conversation),
             group_ids=self._group_ids(conversation),
             transfer_operator_ids=tuple(conversation.transfer_operator_ids),
         )
 
     def _calling_party_legs(self, conversation: Conversation) -> list[Leg]:
         if conversation.direction is Direction.INBOUND:
-            customers = [other for other in conversation.legs.values() if other.operator_id is None]
+            customers = self._customer_legs(conversation)
             if customers:
                 return customers
         assert conversation.originator is not None
@@ -719,7 +730,7 @@ class CallMachine:
     def _missed_reason(self, conversation: Conversation) -> str:
         call_channel = self._call_channel(conversation)
         if conversation.direction is Direction.INBOUND:
-            if any(other.operator_id is not None for other in conversation.legs.values()):
+            if any(self._is_agent(conversation, leg) for leg in conversation.legs.values()):
                 return "abandoned_in_queue"
             if call_channel is not None and call_channel.cause in _FAILURE_CAUSES:
                 return "failed"
@@ -738,6 +749,21 @@ class CallMachine:
     def _extension(self, operator_id: str | None) -> str | None:
         operator = self._directory.by_id(operator_id) if operator_id else None
         return operator.extension if operator is not None else None
+
+    def _is_agent(self, conversation: Conversation, leg: Leg) -> bool:
+        """An operator's leg; or, in an inbound call, a rung leg to an extension no operator
+        has (yet): whoever answers it works the calls, so the call is answered."""
+        if leg.operator_id is not None:
+            return True
+        return (
+            conversation.direction is Direction.INBOUND
+            and leg.key != conversation.originator
+            and leg.dialled
+            and leg.extension is not None
+        )
+
+    def _customer_legs(self, conversation: Conversation) -> list[Leg]:
+        return [leg for leg in conversation.legs.values() if not self._is_agent(conversation, leg)]
 
     def _sorted_channels(self, legs: list[Leg]) -> list[ChannelState]:
         """The legs' channels in PBX creation order."""
@@ -768,6 +794,12 @@ class CallMachine:
                 if leg.operator_id not in first or key < first[leg.operator_id]:
                     first[leg.operator_id] = key
         return tuple(sorted(first, key=lambda op: (first[op], op)))
+
+    def _rung(self, conversation: Conversation) -> tuple[str, ...]:
+        """The operators the call rang: all with a leg in it but the one who placed it."""
+        originator = self._originator(conversation)
+        placed_by = originator.operator_id if originator is not None else None
+        return tuple(op for op in self._offered(conversation) if op != placed_by)
 
     def _group_ids(self, conversation: Conversation) -> tuple[str, ...]:
         ids: dict[str, None] = {}
