@@ -15,3 +15,11 @@ UPDATE calls c
    SET operator_extension = o.extension, offered_operator_ids = ARRAY[c.operator_id]
   FROM operators o
  WHERE c.operator_id = o.id;
+
+-- A role change keeps the operator's identity: leaving the operator role retires the row
+-- (kept, so calls keep their operator_id) instead of deleting it; coming back reuses it. Only
+-- current operators hold an extension.
+ALTER TABLE operators ADD COLUMN retired_at timestamptz;
+ALTER TABLE operators DROP CONSTRAINT operators_extension_key;
+CREATE UNIQUE INDEX operators_extension_current_key ON operators (extension)
+    WHERE retired_at IS NULL;
