@@ -179,7 +179,7 @@ class Changes:
     """What one event changed: the call effects, and the operators whose legs it touched."""
 
     effects: list[CallEffect] = field(default_factory=list)
-    operator_ids: set[str] = field(default_factory=set)
+    touched_operator_ids: set[str] = field(default_factory=set)
     conversation_keys: list[int] = field(default_factory=list)   # to settle, in order
 
 
@@ -221,7 +221,7 @@ class CallMachine:
             return None
         return self._conversations[channel.conversation_key].call
 
-    def activity(self, operator_id: str) -> tuple[int, bool]:
+    def calls_and_ringing(self, operator_id: str) -> tuple[int, bool]:
         """(calls the operator is in, whether one of their legs is ringing)."""
         in_calls = 0
         ringing = False
@@ -414,7 +414,7 @@ class CallMachine:
             self._add_leg(keep, leg)
             if leg.operator_id is not None:
                 self._conversations_of_operator[leg.operator_id].discard(gone.key)
-                changes.operator_ids.add(leg.operator_id)
+                changes.touched_operator_ids.add(leg.operator_id)
         for channel_id in gone.channel_ids:
             self._channels[channel_id].conversation_key = keep.key
             keep.channel_ids.append(channel_id)
@@ -528,7 +528,7 @@ class CallMachine:
             return
         for leg in conversation.legs.values():
             if leg.operator_id is not None:
-                changes.operator_ids.add(leg.operator_id)
+                changes.touched_operator_ids.add(leg.operator_id)
         alive = any(self._channels[c].live for c in conversation.channel_ids)
         if conversation.originator is None:
             if not alive:
@@ -823,5 +823,5 @@ class CallMachine:
                 del self._conversation_of_leg[leg.key]
             if leg.operator_id is not None:
                 self._conversations_of_operator[leg.operator_id].discard(conversation.key)
-                changes.operator_ids.add(leg.operator_id)
+                changes.touched_operator_ids.add(leg.operator_id)
         self._conversations.pop(conversation.key, None)

@@ -34,7 +34,7 @@ class Engine:
     def __init__(self, directory_operators: Iterable[Operator] = ()) -> None:
         self._directory = OperatorDirectory(directory_operators)
         self._calls = CallMachine(self._directory)
-        self._operators = OperatorMachine(self._directory, self._calls.activity)
+        self._operators = OperatorMachine(self._directory, self._calls.calls_and_ringing)
 
     # ----------------------------------------------------------------- reads
 
@@ -62,7 +62,7 @@ class Engine:
                 | BridgeEntered() | BridgeLeft() | ChannelHungUp()
             ):
                 changes = self._calls.handle(event)
-                return [*changes.effects, *self._refresh(changes.operator_ids, event.ts)]
+                return [*changes.effects, *self._refresh(changes.touched_operator_ids, event.ts)]
             case Resynced():
                 return self._resync(event)
             case DeviceStateChanged():
@@ -89,7 +89,7 @@ class Engine:
         changes = self._calls.handle(event)
         operators = self._operators
         # Busy device states from before the reconnect may be stale (their calls may have ended
-        # while we were away); the resynced channels tell activity again.
+        # while we were away); the resynced channels tell what they are doing again.
         operators.forget_busy_devices_before(event.ts)
         effects: list[Effect] = list(changes.effects)
         for endpoint in event.endpoints:
@@ -97,7 +97,7 @@ class Engine:
                 endpoint.technology, endpoint.resource, endpoint.state, event.ts))
         for device in event.devices:
             effects.extend(operators.device(device.name, device.state, event.ts))
-        effects.extend(self._refresh(changes.operator_ids, event.ts))
+        effects.extend(self._refresh(changes.touched_operator_ids, event.ts))
         # Stale device states were dropped: every operator may have changed.
         effects.extend(self._refresh((op.id for op in operators.operators()), event.ts))
         return effects

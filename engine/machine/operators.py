@@ -47,7 +47,7 @@ _DEVICE_OFFLINE = frozenset({"UNAVAILABLE", "INVALID"})
 _DEVICE_IDLE = frozenset({"NOT_INUSE"})
 
 # (calls the operator is in, whether a leg of theirs is ringing)
-Activity = Callable[[str], tuple[int, bool]]
+CallsAndRinging = Callable[[str], tuple[int, bool]]
 
 
 @dataclass(slots=True)
@@ -61,9 +61,9 @@ class _Sources:
 
 
 class OperatorMachine:
-    def __init__(self, directory: OperatorDirectory, activity: Activity) -> None:
+    def __init__(self, directory: OperatorDirectory, calls_and_ringing: CallsAndRinging) -> None:
         self._dir = directory
-        self._activity = activity
+        self._calls_and_ringing = calls_and_ringing
         self._ops: dict[str, _Sources] = {op.id: _Sources(op, op.status) for op in directory}
 
     def operators(self) -> list[Operator]:
@@ -178,7 +178,7 @@ class OperatorMachine:
     ) -> list[OperatorEffect]:
         old = sources.operator
         manual_status = manual if set_manual else old.manual_status
-        calls, ringing = self._activity(old.id)
+        calls, ringing = self._calls_and_ringing(old.id)
         status, detail = self._derive(sources, manual_status, calls, ringing)
         new = replace(old, status=status, status_detail=detail, manual_status=manual_status,
                       current_calls=calls)
