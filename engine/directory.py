@@ -69,6 +69,16 @@ def extension_of(name: str, known: Container[str] | None = None) -> str | None:
     return resource
 
 
+def agent_extension(name: str) -> str | None:
+    """The extension an agent interface rings (``PJSIP/1001-0000000a``, ``Local/1001@agents``),
+    known to the directory or not; None for names that do not look like an extension (trunks,
+    outside numbers)."""
+    resource = _resource(name)
+    if resource is None or not _LOOKS_LIKE_EXTENSION.fullmatch(resource):
+        return None
+    return resource
+
+
 def paused_member(device: str) -> tuple[str, str] | None:
     """``Queue:support_pause_Local/1001@agents`` -> ("support", "Local/1001@agents")."""
     if not device.startswith("Queue:") or "_pause_" not in device:

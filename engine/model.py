@@ -47,7 +47,7 @@ class Call:
     called_number: str | None = None
     caller_name: str | None = None
     operator_id: str | None = None       # operator who answered
-    operator_extension: str | None = None
+    operator_extension: str | None = None  # kept also when the extension is no operator's
     group_ids: tuple[str, ...] = ()      # groups of every operator rung or answering (visibility)
     queue_name: str | None = None
     answer_time: datetime | None = None
@@ -57,6 +57,8 @@ class Call:
     hangup_cause: int | None = None
     channel_ids: tuple[str, ...] = ()    # every channel that served the call
     offered_operator_ids: tuple[str, ...] = ()  # operators whose legs rang or answered
+    # Operators the call rang (not the one who placed it): a missed call counts against each.
+    rung_operator_ids: tuple[str, ...] = ()
     transfer_operator_ids: tuple[str, ...] = ()  # operators the call was transferred to, in order
 
     @property
@@ -94,8 +96,28 @@ class Operator:
     name: str | None = None
     group_id: str | None = None
     status: OperatorStatus = OperatorStatus.OFFLINE
-    status_detail: str | None = None     # ringing | in_call | paused | wrapup | manual
+    # Why the status: online -> ringing | None; busy -> in_call | on_hold | wrapup | paused |
+    # manual (their own choice); offline -> manual | None. ``activity`` is its public face.
+    status_detail: str | None = None
     manual_status: OperatorStatus | None = None  # set through the API; wins over "available"
     current_calls: int = 0
     max_concurrent_calls: int = 1
     last_activity: datetime | None = None
+
+    @property
+    def activity(self) -> str | None:
+        """The detail next to ``status`` (DOMAIN): online -> ``available`` | ``ringing``;
+        busy -> ``in_call`` | ``on_hold`` | ``wrapup`` | ``paused``; offline -> None."""
+        if self.status is OperatorStatus.OFFLINE:
+            return None
+        if self.status is OperatorStatus.ONLINE:
+            return "ringing" if self.status_detail == "ringing" else "available"
+        if self.status_detail == "manual":
+            return "paused"    # busy by their own choice
+        return self.status_detail   # None: busy, but nothing says why (e.g. as provisioned)
+
+    @property
+    def pause_reason(self) -> str | None:
+        """``manual`` when paused by their own choice; None otherwise (a queue pause over ARI
+        carries no reason)."""
+        return "manual" if self.activity == "paused" and self.status_detail == "manual" else None

@@ -15,15 +15,20 @@ from storage.writebehind import WriteBehind
 
 log = logging.getLogger("switchboard.records")
 
+# Operator ids as uuid[], in order, keeping only operators the table holds (like operator_id).
+_KNOWN_OPERATORS = """ARRAY(SELECT o.id FROM unnest({}::text[]) WITH ORDINALITY AS x(id, n)
+                     JOIN operators o ON o.id::text = x.id ORDER BY x.n)"""
+
 UPSERT_CALL = """
 INSERT INTO calls (id, channel_id, source, direction, caller_number, caller_name, called_number,
                    operator_id, queue_id, queue_name, status, missed_reason, hangup_cause,
                    start_time, answer_time, end_time, duration, wait_seconds,
-                   linked_channel_ids)
+                   linked_channel_ids, operator_extension, offered_operator_ids,
+                   rung_operator_ids)
 VALUES ($1::uuid, $2, $3, $4, $5, $6, $7,
         (SELECT id FROM operators WHERE id = $8::uuid),
         (SELECT id FROM queues WHERE asterisk_name = $9), $9, $10, $11, $12,
-        $13, $14, $15, $16, $17, $18)
+        $13, $14, $15, $16, $17, $18, $19, {offered}, {rung})
 ON CONFLICT (id) DO UPDATE SET
     caller_number = EXCLUDED.caller_number, caller_name = EXCLUDED.caller_name,
     called_number = EXCLUDED.called_number, direction = EXCLUDED.direction,
@@ -33,8 +38,11 @@ ON CONFLICT (id) DO UPDATE SET
     start_time = EXCLUDED.start_time, answer_time = EXCLUDED.answer_time,
     end_time = EXCLUDED.end_time, duration = EXCLUDED.duration,
     wait_seconds = EXCLUDED.wait_seconds, linked_channel_ids = EXCLUDED.linked_channel_ids,
+    operator_extension = EXCLUDED.operator_extension,
+    offered_operator_ids = EXCLUDED.offered_operator_ids,
+    rung_operator_ids = EXCLUDED.rung_operator_ids,
     updated_at = now()
-"""
+""".format(offered=_KNOWN_OPERATORS.format("$20"), rung=_KNOWN_OPERATORS.format("$21"))
 
 UPDATE_OPERATOR = """
 UPDATE operators SET status = $2, status_detail = $3, current_calls = $4,
@@ -48,7 +56,8 @@ def _call_args(c: Call) -> tuple[object, ...]:
         c.id, c.channel_id, c.source, c.direction.value, c.caller_number, c.caller_name,
         c.called_number, c.operator_id, c.queue_name, c.status.value, c.missed_reason,
         c.hangup_cause, c.start_time, c.answer_time, c.end_time, c.duration, c.wait_seconds,
-        list(c.channel_ids),
+        list(c.channel_ids), c.operator_extension, list(c.offered_operator_ids),
+        list(c.rung_operator_ids),
     )
 
 

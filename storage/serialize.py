@@ -26,7 +26,7 @@ def call_from_json(raw: bytes | str) -> Call:
         d[key] = _time(d.get(key))
     d["status"] = CallStatus(d["status"])
     d["direction"] = Direction(d["direction"])
-    for key in ("channel_ids", "group_ids", "offered_operator_ids"):
+    for key in ("channel_ids", "group_ids", "offered_operator_ids", "rung_operator_ids"):
         d[key] = tuple(d.get(key) or ())
     known = Call.__dataclass_fields__
     return Call(**{k: v for k, v in d.items() if k in known})

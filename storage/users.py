@@ -72,7 +72,7 @@ class Users:
 
     async def operator_id_of(self, user_id: str) -> str | None:
         value = await self.pool.fetchval(
-            "SELECT id FROM operators WHERE user_id = $1::uuid", user_id
+            "SELECT id FROM operators WHERE user_id = $1::uuid AND retired_at IS NULL", user_id
         )
         return str(value) if value else None
 
@@ -111,7 +111,7 @@ class Users:
             """SELECT o.id, o.user_id, o.extension, o.group_id, o.max_concurrent_calls,
                       o.manual_status, u.name
                  FROM operators o JOIN users u ON u.id = o.user_id
-                WHERE u.is_active"""
+                WHERE u.is_active AND o.retired_at IS NULL"""
         )
         return [_operator(r) for r in rows]
 
@@ -128,7 +128,8 @@ class Users:
         ))
 
     async def count_operators(self) -> int:
-        return int(await self.pool.fetchval("SELECT count(*) FROM operators"))
+        return int(await self.pool.fetchval(
+            "SELECT count(*) FROM operators WHERE retired_at IS NULL"))
 
     async def group_exists(self, group_id: str) -> bool:
         return bool(await self.pool.fetchval(
@@ -140,7 +141,7 @@ class Users:
         return await self.pool.fetchrow(
             """SELECT id, user_id, extension, group_id, status, skills, max_concurrent_calls,
                       current_calls, last_activity, created_at
-                 FROM operators WHERE user_id = $1::uuid""",
+                 FROM operators WHERE user_id = $1::uuid AND retired_at IS NULL""",
             user_id,
         )
 
@@ -150,7 +151,7 @@ class Users:
             """SELECT o.id, o.user_id, o.extension, o.group_id, o.max_concurrent_calls,
                       o.manual_status, u.name
                  FROM operators o JOIN users u ON u.id = o.user_id
-                WHERE u.is_active AND o.user_id = $1::uuid""",
+                WHERE u.is_active AND o.user_id = $1::uuid AND o.retired_at IS NULL""",
             user_id,
         )
         return _operator(row) if row is not None else None
@@ -159,8 +160,10 @@ class Users:
         self, user_id: str, changes: Mapping[str, Any], *, extension: str | None = None
     ) -> asyncpg.Record:
         """Change a user's columns (``UPDATABLE_COLUMNS``) and keep its operator row in step:
-        a user has an operator row exactly when its role is ``operator`` (``extension`` creates
-        or renumbers it; leaving the role deletes it). Refuses to leave no active admin."""
+        a user has a current operator row exactly when its role is ``operator`` (``extension``
+        creates or renumbers it). Leaving the role retires the row rather than deleting it, and
+        coming back reuses it (same operator id, its calls keep it; the old extension unless a
+        new one is given). Refuses to leave no active admin."""
         unknown = set(changes) - set(UPDATABLE_COLUMNS)
         if unknown:
             raise ValueError(f"not updatable: {', '.join(sorted(unknown))}")
@@ -190,10 +193,20 @@ class Users:
                     f" RETURNING {USER_COLUMNS}",
                     *args,
                 )
-                operator_id = await conn.fetchval(
-                    "SELECT id FROM operators WHERE user_id = $1::uuid", user_id
+                operator = await conn.fetchrow(
+                    "SELECT id, retired_at FROM operators WHERE user_id = $1::uuid", user_id
                 )
-                if role == Role.OPERATOR and operator_id is None:
+                operator_id = operator["id"] if operator is not None else None
+                if role == Role.OPERATOR and operator is not None and operator["retired_at"]:
+                    await conn.execute(
+                        """UPDATE operators o SET retired_at = NULL,
+                                  extension = coalesce($2, o.extension), group_id = u.group_id,
+                                  status = 'offline', status_detail = NULL,
+                                  manual_status = NULL, current_calls = 0
+                             FROM users u WHERE o.id = $1 AND u.id = o.user_id""",
+                        operator_id, extension,
+                    )
+                elif role == Role.OPERATOR and operator_id is None:
                     if extension is None:
                         raise ExtensionRequired()
                     await conn.execute(
@@ -208,8 +221,9 @@ class Users:
                             WHERE id = $1""",
                         operator_id, extension, "group_id" in changes, changes.get("group_id"),
                     )
-                elif operator_id is not None:
-                    await conn.execute("DELETE FROM operators WHERE id = $1", operator_id)
+                elif operator is not None and operator["retired_at"] is None:
+                    await conn.execute(
+                        "UPDATE operators SET retired_at = now() WHERE id = $1", operator_id)
             except asyncpg.UniqueViolationError as exc:
                 raise UserExists(_unique_field(exc)) from None
             except asyncpg.ForeignKeyViolationError:
@@ -250,6 +264,7 @@ class Users:
                         WHERE c.operator_id = o.id AND c.start_time >= $1) AS calls_today
                  FROM operators o JOIN users u ON u.id = o.user_id
                 WHERE u.is_active
+                  AND o.retired_at IS NULL
                   AND ($2::uuid IS NULL OR o.id = $2::uuid)
                   AND ($3::uuid IS NULL OR o.group_id = $3::uuid)
                 ORDER BY o.extension""",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp.test_utils import TestClient
+
+from ws.hub import Audience, Hub
 
 ADMIN_PASSWORD = "admin-test-password"
 
@@ -27,3 +31,14 @@ async def ensure_user(services, username: str, role: str, *, password: str = "se
             role=role, password_hash=hash_password(password), group_id=group_id,
             extension=extension)
     return str(row["id"])
+
+
+def publish_message(hub: Hub, type_: str, data: dict[str, Any],
+                    audience: Audience | None = None) -> int:
+    """Fan out a ready-made message to the viewers ``audience`` accepts (all if ``None``); its id.
+
+    Tests only: the product publishes effects (``Hub.publish``). This drives the same delivery
+    path with messages of any size or type; role rules do not apply, ``audience`` alone decides.
+    """
+    return hub._fan_out(hub._clock(), type_, data, audience, by_role=False)
+

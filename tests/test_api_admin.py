@@ -340,6 +340,44 @@ async def test_operator_changes_reach_the_engine(client: TestClient, admin: dict
     assert ext in engine_extensions(services)
 
 
+async def test_role_change_keeps_the_operator_identity(client: TestClient, admin: dict,
+                                                      services: Any) -> None:
+    user = await create_operator(client, admin)
+    before = await services.users.operator_row_of(user["id"])
+    operator_id, old_ext = before["id"], before["extension"]
+    call_id = uuid.uuid4()
+    await services.pool.execute(
+        """INSERT INTO calls (id, channel_id, status, operator_id, start_time, answer_time,
+                              end_time, duration)
+           VALUES ($1, 'role-change', 'completed', $2, now(), now(), now(), 0)""",
+        call_id, operator_id)
+    path = f"/api/admin/users/{user['id']}"
+
+    resp = await client.put(path, headers=admin, json={"role": "manager"})
+    assert resp.status == 200
+    await services.runner.drain()
+    assert old_ext not in engine_extensions(services)
+    assert await services.users.operator_row_of(user["id"]) is None
+    # Their completed call keeps its operator.
+    assert await services.pool.fetchval(
+        "SELECT operator_id FROM calls WHERE id = $1", call_id) == operator_id
+    # The extension is free for someone else meanwhile.
+    other = await create_operator(client, admin, extension=old_ext)
+    assert (await services.users.operator_row_of(other["id"]))["extension"] == old_ext
+
+    ext = fresh_extension()
+    resp = await client.put(path, headers=admin, json={"role": "operator", "extension": ext})
+    assert resp.status == 200
+    await services.runner.drain()
+    after = await services.users.operator_row_of(user["id"])
+    assert (after["id"], after["extension"]) == (operator_id, ext)      # the same operator
+    assert ext in engine_extensions(services)
+    assert next(op.id for op in services.engine.operators() if op.extension == ext) == str(
+        operator_id)
+    assert await services.pool.fetchval(
+        "SELECT operator_id FROM calls WHERE id = $1", call_id) == operator_id
+
+
 # -- users: delete ----------------------------------------------------------------------------
 
 

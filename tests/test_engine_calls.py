@@ -464,3 +464,129 @@ def test_consultation_call_bridged_into_customer_call_is_a_transfer() -> None:
     assert moved.call.id == call_id_for(CUST1.id)
     assert (moved.from_operator_id, moved.to_operator_id) == ("op-1001", "op-1002")
     assert [c.id for c in engine.active_calls()] == [call_id_for(CUST1.id)]
+
+
+# -- issue 8: operators as a call center sees them ------------------------------------------
+
+
+def customer_in_queue() -> list[Event]:
+    """The customer reaches the queue (the first events of ``inbound_until_ringing``)."""
+    return inbound_until_ringing()[:8]
+
+
+UNKNOWN_LOCAL_1 = Ch("100.6", "Local/1099@agents-00000003;1", exten="1099", created=1)
+UNKNOWN_LOCAL_2 = Ch("100.7", "Local/1099@agents-00000003;2", exten="1099", created=1)
+UNKNOWN_PHONE = Ch("100.8", "PJSIP/1099-0000000a", created=1)
+
+
+def rung_and_answered(leg: Ch, *, by_dial: bool) -> list[Event]:
+    """The queue rings ``leg`` (an extension of no operator); it answers, the caller hangs up."""
+    answer: list[Event] = [leg.state(3, "Up")]
+    if by_dial:
+        answer.append(dial(3, CUST1, leg, "ANSWER", "Up"))
+    answer += [leg.enter(3, "b1"), CUST1.enter(3, "b1")]
+    return [
+        *customer_in_queue(),
+        leg.create(1), dial(1, CUST1, leg, ""),
+        leg.state(1, "Ringing"), dial(1, CUST1, leg, "RINGING", "Ringing"),
+        *answer,
+        CUST1.leave(6, "b1"), leg.leave(6, "b1"),
+        leg.hangup(6), CUST1.hangup(6), CUST2.hangup(6.002),
+    ]
+
+
+@pytest.mark.parametrize("leg", [UNKNOWN_LOCAL_1, UNKNOWN_PHONE], ids=["local", "pjsip"])
+@pytest.mark.parametrize("by_dial", [True, False], ids=["dial-answer", "bridge-only"])
+def test_answered_by_an_extension_of_no_operator_is_answered(leg: Ch, by_dial: bool) -> None:
+    _, effects = run(rung_and_answered(leg, by_dial=by_dial))
+    assert kinds(effects) == ["CallStarted", "CallAnswered", "CallEnded"]
+    answered = next(e.call for e in effects if isinstance(e, CallAnswered))
+    assert (answered.operator_id, answered.operator_extension) == (None, "1099")
+    assert answered.answer_time == at(3)
+    ended = next(e.call for e in effects if isinstance(e, CallEnded))
+    assert (ended.status, ended.missed_reason) == (CallStatus.COMPLETED, None)
+    assert (ended.operator_id, ended.operator_extension) == (None, "1099")
+    assert ended.channel_id == CUST1.id                 # the customer stays the calling party
+    assert (ended.duration, ended.wait_seconds) == (3, 3)
+    assert ended.offered_operator_ids == ()
+
+
+def test_a_local_pair_of_no_operator_answers_once_with_both_halves() -> None:
+    events = [
+        *customer_in_queue(),
+        UNKNOWN_LOCAL_1.create(1), UNKNOWN_LOCAL_2.create(1, "Ring"),
+        dial(1, CUST1, UNKNOWN_LOCAL_1, ""),
+        UNKNOWN_LOCAL_2.state(3, "Up"), UNKNOWN_LOCAL_1.state(3, "Up"),
+        dial(3, CUST1, UNKNOWN_LOCAL_1, "ANSWER", "Up"),
+        UNKNOWN_LOCAL_1.enter(3, "b1"), CUST1.enter(3, "b1"),
+        UNKNOWN_LOCAL_1.hangup(6), UNKNOWN_LOCAL_2.hangup(6), CUST1.hangup(6), CUST2.hangup(6),
+    ]
+    _, effects = run(events)
+    assert kinds(effects) == ["CallStarted", "CallAnswered", "CallEnded"]
+    ended = next(e.call for e in effects if isinstance(e, CallEnded))
+    assert (ended.status, ended.operator_extension) == (CallStatus.COMPLETED, "1099")
+
+
+def test_unknown_extension_rung_without_answer_is_abandoned_in_queue() -> None:
+    events = [
+        *customer_in_queue(),
+        UNKNOWN_PHONE.create(1), dial(1, CUST1, UNKNOWN_PHONE, ""),
+        dial(5, CUST1, UNKNOWN_PHONE, "CANCEL", "Ringing"),
+        UNKNOWN_PHONE.hangup(5, 26, "Ringing"), CUST1.hangup(5), CUST2.hangup(5),
+    ]
+    _, effects = run(events)
+    ended = next(e.call for e in effects if isinstance(e, CallEnded))
+    assert (ended.status, ended.missed_reason) == (CallStatus.MISSED, "abandoned_in_queue")
+
+
+def test_a_known_operator_transferring_to_an_unknown_extension_records_no_transfer() -> None:
+    """The call stays the answering operator's: an extension of no operator cannot be named."""
+    events = [
+        *inbound_until_ringing(), *answered_by_1001(),
+        UNKNOWN_PHONE.create(4), dial(4, CUST1, UNKNOWN_PHONE, ""),
+        UNKNOWN_PHONE.state(5, "Up"), dial(5, CUST1, UNKNOWN_PHONE, "ANSWER", "Up"),
+        UNKNOWN_PHONE.enter(5, "b1"),
+    ]
+    _, effects = run(events)
+    assert kinds(effects) == ["CallStarted", "CallAnswered"]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "expected_rung"),
+    [
+        ("abandoned_in_queue", ("op-1001", "op-1002")),
+        ("answered_by_1001", ("op-1001", "op-1002")),
+        ("outbound_no_answer", ()),          # the operator placing the call was not rung
+        ("internal_no_answer", ("op-1002",)),
+    ],
+)
+def test_the_call_keeps_the_operators_it_rang(
+    scenario: str, expected_rung: tuple[str, ...]
+) -> None:
+    phone1 = Ch("300.1", "PJSIP/1001-00000020", number="1001", exten="1002")
+    phone2 = Ch("300.2", "PJSIP/1002-00000021", number="1001", created=0.1)
+    outside = Ch("200.2", "PJSIP/provider-00000011", created=0.1)
+    scenarios: dict[str, list[Event]] = {
+        "abandoned_in_queue": [
+            *inbound_until_ringing(),
+            dial(5, CUST1, A1_1, "CANCEL", "Ringing"), dial(5, CUST1, A2_1, "CANCEL", "Ringing"),
+            CUST1.hangup(5), CUST2.hangup(5), A1_1.hangup(5, 26), A1_2.hangup(5),
+            A2_1.hangup(5, 26), A2_2.hangup(5),
+        ],
+        "answered_by_1001": [*inbound_until_ringing(), *answered_by_1001(),
+                             *caller_hangs_up(6)],
+        "outbound_no_answer": [
+            phone1.create(0, "Ring"), outside.create(0.1), dial(0.1, phone1, outside, ""),
+            dial(9, phone1, outside, "NOANSWER"), outside.hangup(9, 19, "Down"),
+            phone1.hangup(9.5, 16, "Ring"),
+        ],
+        "internal_no_answer": [
+            phone1.create(0, "Ring"), phone2.create(0.1), dial(0.1, phone1, phone2, ""),
+            dial(9, phone1, phone2, "NOANSWER"), phone2.hangup(9, 19, "Ringing"),
+            phone1.hangup(9.5, 16, "Ring"),
+        ],
+    }
+    _, effects = run(scenarios[scenario])
+    ended = next(e.call for e in effects if isinstance(e, CallEnded))
+    assert ended.rung_operator_ids == expected_rung
+    assert set(expected_rung) <= set(ended.offered_operator_ids)

@@ -83,10 +83,10 @@ def test_endpoint_online_logs_in_and_offline_logs_out() -> None:
     [
         ("Custom:1001", "NOT_INUSE", ("online", None)),
         ("PJSIP/1001", "NOT_INUSE", ("online", None)),
-        ("Custom:1001", "RINGING", ("busy", "ringing")),
+        ("Custom:1001", "RINGING", ("online", "ringing")),   # an offer is not work
         ("PJSIP/1001", "INUSE", ("busy", "in_call")),
         ("SIP/1001", "BUSY", ("busy", "in_call")),
-        ("IAX2/1001", "ONHOLD", ("busy", "in_call")),
+        ("IAX2/1001", "ONHOLD", ("busy", "on_hold")),
         ("PJSIP/1001", "RINGINUSE", ("busy", "in_call")),
         ("PJSIP/1001", "UNAVAILABLE", ("offline", None)),
         ("Custom:1001", "INVALID", ("offline", None)),
@@ -123,9 +123,10 @@ def test_manual_offline_wins_over_idle_phone_but_not_over_a_real_call() -> None:
     assert engine.handle(EndpointStateChanged("PJSIP", "1001", "online", at(0.7))) == []
     operator = engine.operator("op-1001")
     assert operator is not None and operator.manual_status is OFFLINE
-    # The queue rings them anyway: a real call always shows.
+    # The queue rings them anyway: an offer is not work, their choice stands...
     feed(engine, inbound_until_ringing())
-    assert state_of(engine) == ("busy", "ringing")
+    assert state_of(engine) == ("offline", "manual")
+    # ...but a real call always shows.
     feed(engine, answered_by_1001())
     assert state_of(engine) == ("busy", "in_call")
     effects = feed(engine, caller_hangs_up(6))
@@ -168,12 +169,12 @@ def test_call_legs_drive_status_and_counters() -> None:
     engine = Engine(OPS)
     effects = feed(engine, inbound_until_ringing())
     assert op_effects(effects) == [
-        ("OperatorStatusChanged", "1002", "busy", "ringing"),
-        ("OperatorStatusChanged", "1001", "busy", "ringing"),
+        ("OperatorStatusChanged", "1002", "online", "ringing"),   # ringing, not busy
+        ("OperatorStatusChanged", "1001", "online", "ringing"),
     ]
     effects = feed(engine, answered_by_1001())
     assert op_effects(effects) == [
-        ("OperatorUpdated", "1001", "busy", "in_call"),
+        ("OperatorStatusChanged", "1001", "busy", "in_call"),
         ("OperatorStatusChanged", "1002", "online", None),
     ]
     operator = engine.operator("op-1001")
@@ -226,7 +227,7 @@ def test_resync_keeps_presence_and_applies_fetched_device_states() -> None:
     engine.handle(DeviceStateChanged("Custom:1001", "UNAVAILABLE", at(1)))
     engine.handle(DeviceStateChanged("Custom:1002", "RINGING", at(1)))
     effects = engine.handle(Resynced((), (), at(10), (DeviceInfo("PJSIP/1002", "INUSE"),)))
-    assert op_effects(effects) == [("OperatorUpdated", "1002", "busy", "in_call")]
+    assert op_effects(effects) == [("OperatorStatusChanged", "1002", "busy", "in_call")]
     assert state_of(engine) == ("offline", None)          # logged-out agent stays logged out
 
 
@@ -268,3 +269,48 @@ def test_directory_resolution_and_local_pairs() -> None:
     assert directory.by_extension("1001") is None
     found = directory.by_extension("2001")
     assert found is not None and found.id == "op-1001"
+
+
+PAUSE_1001 = "Queue:support_pause_Local/1001@agents"
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        ([DeviceStateChanged("PJSIP/1001", "NOT_INUSE", at(1))], ("online", "available", None)),
+        ([DeviceStateChanged("PJSIP/1001", "RINGING", at(1))], ("online", "ringing", None)),
+        (inbound_until_ringing(), ("online", "ringing", None)),          # a queue leg ringing
+        ([DeviceStateChanged("PJSIP/1001", "INUSE", at(1))], ("busy", "in_call", None)),
+        ([DeviceStateChanged("PJSIP/1001", "ONHOLD", at(1))], ("busy", "on_hold", None)),
+        ([OperatorStatusRequested("op-1001", BUSY, at(1))], ("busy", "paused", "manual")),
+        ([DeviceStateChanged(PAUSE_1001, "INUSE", at(1))], ("busy", "paused", None)),
+        # A paused or self-busy operator rung anyway stays paused: their choice stands.
+        ([DeviceStateChanged(PAUSE_1001, "INUSE", at(1)), *inbound_until_ringing()],
+         ("busy", "paused", None)),
+        ([OperatorStatusRequested("op-1001", BUSY, at(0)), *inbound_until_ringing()],
+         ("busy", "paused", "manual")),
+        ([DeviceStateChanged("PJSIP/1001", "UNAVAILABLE", at(1))], ("offline", None, None)),
+        ([*inbound_until_ringing(), *answered_by_1001()], ("busy", "in_call", None)),
+    ],
+)
+def test_activity_next_to_status(
+    events: list[Event], expected: tuple[str, str | None, str | None]
+) -> None:
+    engine = Engine(OPS)
+    feed(engine, events)
+    operator = engine.operator("op-1001")
+    assert operator is not None
+    assert (operator.status.value, operator.activity, operator.pause_reason) == expected
+
+
+def test_a_ringing_operator_is_published_ringing_then_available() -> None:
+    """Only the activity changes while 1002 rings and is cancelled: it is published each time."""
+    engine = Engine(OPS)
+    rung = [e for e in feed(engine, inbound_until_ringing())
+            if isinstance(e, OperatorStatusChanged) and e.operator.id == "op-1002"]
+    assert [(e.previous, e.operator.status.value, e.operator.activity) for e in rung] == [
+        ("online", "online", "ringing")]
+    cancelled = [e for e in feed(engine, answered_by_1001())
+                 if isinstance(e, OperatorStatusChanged) and e.operator.id == "op-1002"]
+    assert [(e.previous, e.operator.status.value, e.operator.activity) for e in cancelled] == [
+        ("online", "online", "available")]

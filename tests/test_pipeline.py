@@ -168,10 +168,12 @@ async def test_full_inbound_call_per_role_and_record(live: Live) -> None:
         ("call_ended", {"call_id": call_id, "end_time": "2026-11-22T08:31:57Z", "duration": 3,
                         "status": "completed"}),
     ]
-    status_changes = [(d["operator_id"], d["status"]) for t, d in everything
+    status_changes = [(d["operator_id"], d["status"], d["activity"]) for t, d in everything
                       if t == "operator_status_changed"]
-    assert status_changes == [(op1002, "busy"), (op1001, "busy"), (op1002, "online"),
-                              (op1001, "online")]
+    assert status_changes == [   # rung operators are shown ringing, not busy (issue 8)
+        (op1002, "online", "ringing"), (op1001, "online", "ringing"),
+        (op1001, "busy", "in_call"), (op1002, "online", "available"),
+        (op1001, "online", "available")]
     ids = [m["id"] for m in admin.messages if "id" in m and m["type"] != "snapshot"]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
@@ -194,6 +196,9 @@ async def test_full_inbound_call_per_role_and_record(live: Live) -> None:
     assert (row["status"], row["caller_number"], str(row["operator_id"]), row["duration"],
             row["wait_seconds"], row["direction"], row["source"]) == (
         "completed", "+79001234567", op1001, 3, 2, "inbound", "ari")
+    assert row["operator_extension"] == "1001"
+    assert {str(i) for i in row["offered_operator_ids"]} == {op1001, op1002}
+    assert {str(i) for i in row["rung_operator_ids"]} == {op1001, op1002}
     assert row["answer_time"].isoformat() == "2026-11-22T08:31:54.689000+00:00"
     assert not await live.services.redis.sismember(keys.ACTIVE_CALLS, call_id)
 
@@ -249,6 +254,30 @@ async def test_missed_call_while_operator_rings(live: Live) -> None:
     assert row is not None
     assert (row["status"], row["missed_reason"], row["operator_id"]) == (
         "missed", "abandoned_in_queue", None)
+    # It counts against 1001, whose leg rang without answer.
+    assert [str(i) for i in row["rung_operator_ids"]] == [live.ops["1001"]]
+
+
+async def test_answered_by_an_extension_of_no_operator_is_completed(live: Live) -> None:
+    admin = await live.dashboard("admin", ADMIN_PASSWORD)
+    customer = await _customer_call(live.fake, "u1", "+79005550003")
+    agent = channel("u1.3", "PJSIP/1099-000000a1", "Ringing", exten="1099", context="agents")
+    await live.fake.emit(event("ChannelCreated", channel=agent))
+    for status in ("RINGING", "ANSWER"):
+        await live.fake.emit(event("Dial", caller=live.fake.channels[customer[0]], peer=agent,
+                                   dialstring="PJSIP/1099", dialstatus=status))
+    await _hang_up(live.fake, ["u1.3", *customer])
+    await live.settle()
+
+    call_id = call_id_for("u1.1")
+    seen = [(t, d) for t, d in await admin.collect() if d.get("call_id") == call_id]
+    assert [t for t, _ in seen] == ["call_started", "call_answered", "call_ended"]
+    assert seen[1][1]["operator_id"] is None
+    assert seen[2][1]["status"] == "completed"
+    row = await live.call_row(call_id)
+    assert row is not None
+    assert (row["status"], row["operator_id"], row["operator_extension"], row["missed_reason"]
+            ) == ("completed", None, "1099", None)
 
 
 async def test_operator_goes_offline_and_back(live: Live) -> None:

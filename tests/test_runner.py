@@ -108,8 +108,8 @@ async def test_snapshot_is_synchronous_and_reads_the_engine() -> None:
         await runner.handle_now(event)
     calls, operators = runner.snapshot()
     assert [c.status for c in calls] == [CallStatus.INCOMING]
-    assert {o.extension: o.status for o in operators} == {
-        "1001": OperatorStatus.BUSY, "1002": OperatorStatus.BUSY}
+    assert {o.extension: (o.status, o.activity) for o in operators} == {   # ringing, not busy
+        "1001": (OperatorStatus.ONLINE, "ringing"), "1002": (OperatorStatus.ONLINE, "ringing")}
 
 
 async def test_engine_failure_is_logged_and_counted() -> None:

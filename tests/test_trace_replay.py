@@ -59,12 +59,16 @@ def call_effects(effects: list[Effect]) -> list[Effect]:
     return [e for e in effects if isinstance(e, (*MILESTONES, CallUpdated))]
 
 
-def status_changes(effects: list[Effect]) -> dict[str, list[tuple[str, str, datetime | None]]]:
-    out: dict[str, list[tuple[str, str, datetime | None]]] = {}
+StatusChange = tuple[str, str, str | None, datetime | None]
+
+
+def status_changes(effects: list[Effect]) -> dict[str, list[StatusChange]]:
+    out: dict[str, list[StatusChange]] = {}
     for e in effects:
         if isinstance(e, OperatorStatusChanged):
             out.setdefault(e.operator.extension, []).append(
-                (e.previous, e.operator.status.value, e.operator.last_activity))
+                (e.previous, e.operator.status.value, e.operator.activity,
+                 e.operator.last_activity))
     return out
 
 
@@ -122,11 +126,13 @@ def test_1002_never_answers(baseline: tuple[Engine, list[Effect]]) -> None:
 
 def test_operator_statuses(baseline: tuple[Engine, list[Effect]]) -> None:
     engine, effects = baseline
+    # Ringing is shown as ringing, not busy (issue 8): online with the activity "ringing".
     assert status_changes(effects) == {
-        "1002": [("online", "busy", ts("2026-11-22T08:31:52.674+00:00")),
-                 ("busy", "online", ts("2026-11-22T08:31:54.699+00:00"))],
-        "1001": [("online", "busy", ts("2026-11-22T08:31:52.674+00:00")),
-                 ("busy", "online", ts("2026-11-22T08:31:57.701+00:00"))],
+        "1002": [("online", "online", "ringing", ts("2026-11-22T08:31:52.674+00:00")),
+                 ("online", "online", "available", ts("2026-11-22T08:31:54.699+00:00"))],
+        "1001": [("online", "online", "ringing", ts("2026-11-22T08:31:52.674+00:00")),
+                 ("online", "busy", "in_call", ts("2026-11-22T08:31:54.689+00:00")),
+                 ("busy", "online", "available", ts("2026-11-22T08:31:57.701+00:00"))],
     }
     in_call = [e.call for e in effects if isinstance(e, CallAnswered)]
     assert len(in_call) == 1

@@ -28,6 +28,7 @@ from engine.effects import (
     OperatorStatusChanged,
 )
 from engine.model import Call, CallStatus, Operator, OperatorStatus
+from tests.helpers import publish_message
 from ws.access import Viewer
 from ws.fakes import FakeAuthenticator
 from ws.handler import WebSocketEndpoint, WsSession
@@ -164,14 +165,17 @@ async def test_auth_ok_then_snapshot(by: str) -> None:
                 ],
                 "operators": [
                     {"operator_id": "op-a1", "extension": "1001", "name": "Ann",
-                     "status": "online", "status_detail": None, "current_calls": 0,
+                     "status": "online", "status_detail": None, "activity": "available",
+                     "pause_reason": None, "current_calls": 0,
                      "max_concurrent_calls": 1, "last_activity": "2025-01-01T14:30:00Z",
                      "group_id": "g-a"},
                     {"operator_id": "op-a2", "extension": "1002", "name": "Abe",
-                     "status": "offline", "status_detail": None, "current_calls": 0,
+                     "status": "offline", "status_detail": None, "activity": None,
+                     "pause_reason": None, "current_calls": 0,
                      "max_concurrent_calls": 1, "last_activity": None, "group_id": "g-a"},
                     {"operator_id": "op-b1", "extension": "2001", "name": "Bob",
-                     "status": "offline", "status_detail": None, "current_calls": 0,
+                     "status": "offline", "status_detail": None, "activity": None,
+                     "pause_reason": None, "current_calls": 0,
                      "max_concurrent_calls": 1, "last_activity": "2025-01-01T14:30:00Z",
                      "group_id": "g-b"},
                 ],
@@ -328,7 +332,7 @@ async def test_each_role_gets_exactly_its_events() -> None:
                                    answer_time=T0 + timedelta(seconds=5))
     ended = dataclasses.replace(answered, status=CallStatus.COMPLETED,
                                 end_time=T0 + timedelta(seconds=195))
-    busy_b1 = dataclasses.replace(OP_B1, status=OperatorStatus.BUSY)
+    busy_b1 = dataclasses.replace(OP_B1, status=OperatorStatus.BUSY, status_detail="manual")
     async with serve() as s:
         sockets = {name: await s.connect(s.login(name)) for name in USERS}
         s.hub.publish([
@@ -341,7 +345,7 @@ async def test_each_role_gets_exactly_its_events() -> None:
             CallTransferred(answered, "op-a1", "op-a2"),          # 6
             CallEnded(ended),                                     # 7
         ])
-        s.hub.publish_raw("marker", {})                           # 8: everyone, ends the stream
+        publish_message(s.hub, "marker", {})                      # 8: everyone, ends the stream
         received = {}
         for name, ws in sockets.items():
             received[name] = []
@@ -357,7 +361,8 @@ async def test_each_role_gets_exactly_its_events() -> None:
     m3 = {"id": 3, "ts": TS, "type": "operator_logged_in", "data": {
         "operator_id": "op-a1", "extension": "1001", "timestamp": "2025-01-01T14:30:00Z"}}
     m4 = {"id": 4, "ts": TS, "type": "operator_status_changed", "data": {
-        "operator_id": "op-b1", "status": "busy", "timestamp": "2025-01-01T14:30:00Z"}}
+        "operator_id": "op-b1", "status": "busy", "timestamp": "2025-01-01T14:30:00Z",
+        "activity": "paused", "pause_reason": "manual", "previous_status": "online"}}
     m5 = {"id": 5, "ts": TS, "type": "call_answered", "data": {
         "call_id": "call-a", "operator_id": "op-a1", "answer_time": "2025-01-01T14:30:05Z"}}
     m6 = {"id": 6, "ts": TS, "type": "call_transferred", "data": {
@@ -442,7 +447,7 @@ async def test_slow_client_is_closed_1013_and_fast_client_keeps_receiving() -> N
             published = 0
             while s.hub.stats.dropped_clients == 0:  # the slow one is not reading at all
                 assert published < 2000, "the slow client never overflowed"
-                published = s.hub.publish_raw("bulk", {"pad": pad})
+                published = publish_message(s.hub, "bulk", {"pad": pad})
                 await asyncio.sleep(0.001)
             await eventually(lambda: len(fast_ids) == published)
             reader.cancel()
@@ -467,17 +472,17 @@ async def test_bursts_reach_every_client_once_and_in_order() -> None:
         early = await s.connect(s.login("admin"))
         await eventually(lambda: s.hub.writer_count == 1)
         for _ in range(50):  # one burst: a single loop step
-            s.hub.publish_raw("bulk", {"n": 1})
+            publish_message(s.hub, "bulk", {"n": 1})
         late_task = asyncio.create_task(s.http.ws_connect(s.url(s.login("admin"))))
         for _ in range(5):
             for _ in range(20):
-                s.hub.publish_raw("bulk", {"n": 2})
+                publish_message(s.hub, "bulk", {"n": 2})
             await asyncio.sleep(0.001)
         late = await late_task
         assert (await recv(late))["type"] == "auth_ok"
         snapshot = await recv(late)
         for _ in range(30):
-            s.hub.publish_raw("bulk", {"n": 3})
+            publish_message(s.hub, "bulk", {"n": 3})
         total = s.hub.last_id
         got_early = [(await recv(early))["id"] for _ in range(total)]
         assert got_early == list(range(1, total + 1))

@@ -22,6 +22,7 @@ from engine.effects import (
     OperatorUpdated,
 )
 from engine.model import Call, CallStatus, Direction, Operator, OperatorStatus
+from tests.helpers import publish_message
 from ws.access import Viewer, can_see, can_see_call, can_see_operator
 from ws.hub import Hub, SendQueue, Subscription
 from ws.messages import call_view, iso, operator_view, to_message
@@ -93,7 +94,8 @@ ENDED_A = dataclasses.replace(
 MISSED_B = dataclasses.replace(
     CALL_B, status=CallStatus.MISSED, end_time=T0 + timedelta(seconds=40)
 )
-BUSY_A1 = dataclasses.replace(OP_A1, status=OperatorStatus.BUSY, last_activity=T0)
+BUSY_A1 = dataclasses.replace(OP_A1, status=OperatorStatus.BUSY, status_detail="in_call",
+                              last_activity=T0)
 
 
 @pytest.mark.parametrize(
@@ -120,9 +122,11 @@ BUSY_A1 = dataclasses.replace(OP_A1, status=OperatorStatus.BUSY, last_activity=T
         })),
         (OperatorStatusChanged(BUSY_A1, previous="online"), ("operator_status_changed", {
             "operator_id": "op-a1", "status": "busy", "timestamp": "2025-01-01T14:30:00Z",
+            "activity": "in_call", "pause_reason": None, "previous_status": "online",
         })),
         (OperatorStatusChanged(OP_A2, previous="online"), ("operator_status_changed", {
             "operator_id": "op-a2", "status": "offline", "timestamp": "2025-01-01T14:35:01Z",
+            "activity": None, "pause_reason": None, "previous_status": "online",
         })),
         (OperatorLoggedIn(OP_A1), ("operator_logged_in", {
             "operator_id": "op-a1", "extension": "1001", "timestamp": "2025-01-01T14:30:00Z",
@@ -147,7 +151,8 @@ def test_snapshot_views() -> None:
     assert call_view(outbound)["answer_time"] is None
     assert operator_view(BUSY_A1) == {
         "operator_id": "op-a1", "extension": "1001", "name": "Ann", "status": "busy",
-        "status_detail": None, "current_calls": 0, "max_concurrent_calls": 1,
+        "status_detail": "in_call", "activity": "in_call", "pause_reason": None,
+        "current_calls": 0, "max_concurrent_calls": 1,
         "last_activity": "2025-01-01T14:30:00Z", "group_id": "g-a",
     }
 
@@ -307,7 +312,7 @@ def test_failing_listeners_do_not_break_the_fan_out() -> None:
         return True
 
     with hub.subscribe(MANAGER) as manager:
-        hub.publish_raw("bench", {"n": 1}, bad_audience)
+        publish_message(hub, "bench", {"n": 1}, bad_audience)
         assert drain(manager) == []
     assert [m["data"] for m in drain(third)] == [{"n": 1}]
 
@@ -322,11 +327,11 @@ def test_subscription_context_manager_unsubscribes() -> None:
     assert hub.last_id == 1  # ids advance with or without listeners
 
 
-def test_publish_raw_audience_decides_alone() -> None:
+def test_direct_message_audience_decides_alone() -> None:
     hub = fixed_hub()
     admin, sup = hub.subscribe(ADMIN), hub.subscribe(SUP_A)
-    assert hub.publish_raw("note", {"x": 1}, lambda v: v.role == "supervisor") == 1
-    assert hub.publish_raw("note", {"x": 2}) == 2
+    assert publish_message(hub, "note", {"x": 1}, lambda v: v.role == "supervisor") == 1
+    assert publish_message(hub, "note", {"x": 2}) == 2
     assert [m["data"]["x"] for m in drain(admin)] == [2]
     assert drain(sup) == [
         {"id": 1, "ts": "2025-01-01T14:35:01Z", "type": "note", "data": {"x": 1}},

@@ -258,15 +258,6 @@ class Hub:
         if message is not None:
             self._fan_out(now, *message, _NewlyVisible(call, before), by_role=False)
 
-    def publish_raw(
-        self, type_: str, data: dict[str, Any], audience: Audience | None = None
-    ) -> int:
-        """Publish a ready message to the viewers ``audience`` accepts (all if ``None``).
-
-        Returns its id. Role rules do not apply here: ``audience`` alone decides.
-        """
-        return self._fan_out(self._clock(), type_, data, audience, by_role=False)
-
     def _fan_out(
         self,
         now: datetime,
@@ -373,6 +364,6 @@ class _Outgoing:
 
 
 def _needs_viewer(outbox: list[_Outgoing]) -> bool:
-    """``publish_raw`` audiences may look at more than the scope: no sharing of bursts then."""
+    """Audiences not by role (``_NewlyVisible``) look at more than the scope: no shared bursts."""
     return any(o.audience is not None and not o.by_role and not getattr(
         o.audience, "scope_only", False) for o in outbox)

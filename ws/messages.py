@@ -84,6 +84,11 @@ def to_message(effect: Effect, now: datetime | None = None) -> tuple[str, dict[s
                 "operator_id": op.id,
                 "status": op.status.value,
                 "timestamp": iso(op.last_activity or now),
+                # Beyond the seed (additive): the detail next to the status, and the status
+                # before (it may be the same when only the activity changed, e.g. ringing).
+                "activity": op.activity,
+                "pause_reason": op.pause_reason,
+                "previous_status": effect.previous,
             }
         case OperatorLoggedIn(operator=op):
             return "operator_logged_in", {
@@ -117,6 +122,8 @@ def operator_view(op: Operator) -> dict[str, Any]:
         "name": op.name,
         "status": op.status.value,
         "status_detail": op.status_detail,
+        "activity": op.activity,
+        "pause_reason": op.pause_reason,
         "current_calls": op.current_calls,
         "max_concurrent_calls": op.max_concurrent_calls,
         "last_activity": iso(op.last_activity),

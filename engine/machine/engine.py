@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from engine.directory import OperatorDirectory
 from engine.effects import Effect, OperatorEffect
@@ -33,7 +34,7 @@ class Engine:
     def __init__(self, directory_operators: Iterable[Operator] = ()) -> None:
         self._directory = OperatorDirectory(directory_operators)
         self._calls = CallMachine(self._directory)
-        self._operators = OperatorMachine(self._directory, self._calls.activity)
+        self._operators = OperatorMachine(self._directory, self._calls.calls_and_ringing)
 
     # ----------------------------------------------------------------- reads
 
@@ -54,42 +55,49 @@ class Engine:
 
     def handle(self, event: Event) -> list[Effect]:
         """Apply one event; return what happened (call effects first, then operators)."""
-        effects: list[Effect] = []
-        op_effects: list[OperatorEffect] = []
-        if isinstance(
-            event,
-            ChannelCreated | ChannelStateChanged | CallerIdChanged | DialUpdated
-            | BridgeEntered | BridgeLeft | ChannelHungUp | Resynced,
-        ):
-            effects.extend(self._calls.handle(event))
-            if isinstance(event, Resynced):
-                # Busy device states from before the reconnect may be stale (their calls may
-                # have ended while we were away); the resynced channels tell activity again.
-                self._operators.forget_busy_devices_before(event.ts)
-                for endpoint in event.endpoints:
-                    op_effects.extend(self._operators.endpoint(
-                        endpoint.technology, endpoint.resource, endpoint.state, event.ts))
-                for device in event.devices:
-                    op_effects.extend(self._operators.device(device.name, device.state, event.ts))
-            touched = sorted(self._calls.touched_operators)
-            self._calls.touched_operators.clear()
-            for operator_id in touched:
-                op_effects.extend(self._operators.refresh(operator_id, event.ts))
-            if isinstance(event, Resynced):
-                # Stale device states were dropped: every operator may have changed.
-                for operator in self._operators.operators():
-                    op_effects.extend(self._operators.refresh(operator.id, event.ts))
-        elif isinstance(event, DeviceStateChanged):
-            op_effects.extend(self._operators.device(event.device, event.state, event.ts))
-        elif isinstance(event, EndpointStateChanged):
-            op_effects.extend(self._operators.endpoint(
-                event.technology, event.resource, event.state, event.ts))
-        elif isinstance(event, OperatorStatusRequested):
-            op_effects.extend(
-                self._operators.request_status(event.operator_id, event.status, event.ts))
-        elif isinstance(event, OperatorProvisioned):
-            op_effects.extend(self._operators.provision(event.operator))
-        elif isinstance(event, OperatorRemoved):
-            self._operators.remove(event.operator_id)
-        effects.extend(op_effects)
+        operators = self._operators
+        match event:
+            case (
+                ChannelCreated() | ChannelStateChanged() | CallerIdChanged() | DialUpdated()
+                | BridgeEntered() | BridgeLeft() | ChannelHungUp()
+            ):
+                changes = self._calls.handle(event)
+                return [*changes.effects, *self._refresh(changes.touched_operator_ids, event.ts)]
+            case Resynced():
+                return self._resync(event)
+            case DeviceStateChanged():
+                return list(operators.device(event.device, event.state, event.ts))
+            case EndpointStateChanged():
+                return list(operators.endpoint(
+                    event.technology, event.resource, event.state, event.ts))
+            case OperatorStatusRequested():
+                return list(operators.request_status(event.operator_id, event.status, event.ts))
+            case OperatorProvisioned():
+                return list(operators.provision(event.operator))
+            case OperatorRemoved():
+                operators.remove(event.operator_id)
+        return []
+
+    def _refresh(self, operator_ids: Iterable[str], ts: datetime) -> list[OperatorEffect]:
+        """Recompute the operators whose legs in calls changed (in a stable order)."""
+        effects: list[OperatorEffect] = []
+        for operator_id in sorted(operator_ids):
+            effects.extend(self._operators.refresh(operator_id, ts))
+        return effects
+
+    def _resync(self, event: Resynced) -> list[Effect]:
+        changes = self._calls.handle(event)
+        operators = self._operators
+        # Busy device states from before the reconnect may be stale (their calls may have ended
+        # while we were away); the resynced channels tell what they are doing again.
+        operators.forget_busy_devices_before(event.ts)
+        effects: list[Effect] = list(changes.effects)
+        for endpoint in event.endpoints:
+            effects.extend(operators.endpoint(
+                endpoint.technology, endpoint.resource, endpoint.state, event.ts))
+        for device in event.devices:
+            effects.extend(operators.device(device.name, device.state, event.ts))
+        effects.extend(self._refresh(changes.touched_operator_ids, event.ts))
+        # Stale device states were dropped: every operator may have changed.
+        effects.extend(self._refresh((op.id for op in operators.operators()), event.ts))
         return effects

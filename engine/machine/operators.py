@@ -2,16 +2,23 @@
 
 The published status is derived, in this order (first match wins):
 
-1. A leg of theirs in a call (answered, or the call they originated) -> ``busy``/``in_call``;
-   a leg ringing -> ``busy``/``ringing``. A real call always shows, whatever they chose.
-2. A device state (``PJSIP/1001``, ``Custom:1001``, ...) ``INUSE``/``BUSY``/``ONHOLD``/
-   ``RINGINUSE`` -> ``busy``/``in_call``; ``RINGING`` -> ``busy``/``ringing``.
-3. Unreachable: endpoint ``offline`` or a device ``UNAVAILABLE``/``INVALID`` -> ``offline``.
-4. Their own choice through the API (``manual_status``): offline -> ``offline``/``manual``,
+1. A leg of theirs in a call (answered, or the call they originated) -> ``busy``/``in_call``.
+   A real call always shows, whatever they chose.
+2. A device state (``PJSIP/1001``, ``Custom:1001``, ...) ``INUSE``/``BUSY``/``RINGINUSE`` ->
+   ``busy``/``in_call``; ``ONHOLD`` -> ``busy``/``on_hold``.
+3. A leg of theirs ringing, or a device ``RINGING`` -> ``online``/``ringing``: an offer is not
+   work (in a ringall queue every free agent rings for every caller). Their own choice of
+   offline/busy and a queue pause still win (go on below).
+4. Unreachable: endpoint ``offline`` or a device ``UNAVAILABLE``/``INVALID`` -> ``offline``.
+5. Their own choice through the API (``manual_status``): offline -> ``offline``/``manual``,
    busy -> ``busy``/``manual``; it wins over an idle phone.
-5. Paused in a queue (ARI pseudo device ``Queue:<q>_pause_<member>`` INUSE) -> ``busy``/``paused``.
-6. Reachable (endpoint ``online`` or an idle device) or manual ``online`` -> ``online``.
-7. Nothing known yet: the provisioned status (``busy`` without evidence counts as ``online``).
+6. Paused in a queue (ARI pseudo device ``Queue:<q>_pause_<member>`` INUSE) -> ``busy``/``paused``.
+7. Reachable (endpoint ``online`` or an idle device) or manual ``online`` -> ``online``.
+8. Nothing known yet: the provisioned status (``busy`` without evidence counts as ``online``).
+
+``Operator.activity`` turns the detail into the seed-side word (``available``, ``ringing``,
+``in_call``, ``on_hold``, ``paused``). ``OperatorStatusChanged`` goes out when the status or the
+activity changes (a wallboard shows an operator ringing), with the previous status.
 
 ``Local/1001@agents`` device states are ignored: they say INUSE while merely ringing, and the
 legs themselves are tracked by the call machine. Per source, a frame older than the last one
@@ -33,13 +40,14 @@ from engine.effects import (
 )
 from engine.model import Operator, OperatorStatus
 
-_DEVICE_IN_CALL = frozenset({"INUSE", "BUSY", "ONHOLD", "RINGINUSE"})
+_DEVICE_IN_CALL = frozenset({"INUSE", "BUSY", "RINGINUSE"})
+_DEVICE_ON_HOLD = frozenset({"ONHOLD"})
 _DEVICE_RINGING = frozenset({"RINGING"})
 _DEVICE_OFFLINE = frozenset({"UNAVAILABLE", "INVALID"})
 _DEVICE_IDLE = frozenset({"NOT_INUSE"})
 
 # (calls the operator is in, whether a leg of theirs is ringing)
-Activity = Callable[[str], tuple[int, bool]]
+CallsAndRinging = Callable[[str], tuple[int, bool]]
 
 
 @dataclass(slots=True)
@@ -53,9 +61,9 @@ class _Sources:
 
 
 class OperatorMachine:
-    def __init__(self, directory: OperatorDirectory, activity: Activity) -> None:
+    def __init__(self, directory: OperatorDirectory, calls_and_ringing: CallsAndRinging) -> None:
         self._dir = directory
-        self._activity = activity
+        self._calls_and_ringing = calls_and_ringing
         self._ops: dict[str, _Sources] = {op.id: _Sources(op, op.status) for op in directory}
 
     def operators(self) -> list[Operator]:
@@ -148,7 +156,7 @@ class OperatorMachine:
         Presence (NOT_INUSE / UNAVAILABLE) is kept: it changes rarely, and dropping it would
         turn a logged-out ``Custom:`` operator online again.
         """
-        busy = _DEVICE_IN_CALL | _DEVICE_RINGING
+        busy = _DEVICE_IN_CALL | _DEVICE_ON_HOLD | _DEVICE_RINGING
         for sources in self._ops.values():
             sources.devices = {
                 k: v for k, v in sources.devices.items() if v[1] >= ts or v[0] not in busy
@@ -170,7 +178,7 @@ class OperatorMachine:
     ) -> list[OperatorEffect]:
         old = sources.operator
         manual_status = manual if set_manual else old.manual_status
-        calls, ringing = self._activity(old.id)
+        calls, ringing = self._calls_and_ringing(old.id)
         status, detail = self._derive(sources, manual_status, calls, ringing)
         new = replace(old, status=status, status_detail=detail, manual_status=manual_status,
                       current_calls=calls)
@@ -179,7 +187,7 @@ class OperatorMachine:
         if old.last_activity is None or ts > old.last_activity:
             new = replace(new, last_activity=ts)
         sources.operator = new
-        if new.status == old.status:
+        if (new.status, new.activity) == (old.status, old.activity):
             return [OperatorUpdated(new)]
         effects: list[OperatorEffect] = [OperatorStatusChanged(new, old.status.value)]
         if old.status is OperatorStatus.OFFLINE:
@@ -194,14 +202,14 @@ class OperatorMachine:
         ringing: bool,
     ) -> tuple[OperatorStatus, str | None]:
         devices = {state for state, _ in sources.devices.values()}
-        if calls:
+        if calls or devices & _DEVICE_IN_CALL:
             return OperatorStatus.BUSY, "in_call"
-        if ringing:
-            return OperatorStatus.BUSY, "ringing"
-        if devices & _DEVICE_IN_CALL:
-            return OperatorStatus.BUSY, "in_call"
-        if devices & _DEVICE_RINGING:
-            return OperatorStatus.BUSY, "ringing"
+        if devices & _DEVICE_ON_HOLD:
+            return OperatorStatus.BUSY, "on_hold"
+        paused = any(paused for paused, _ in sources.paused.values())
+        chose_away = manual in (OperatorStatus.OFFLINE, OperatorStatus.BUSY)
+        if (ringing or devices & _DEVICE_RINGING) and not chose_away and not paused:
+            return OperatorStatus.ONLINE, "ringing"
         endpoint = sources.endpoint[0] if sources.endpoint is not None else None
         if endpoint == "offline" or devices & _DEVICE_OFFLINE:
             return OperatorStatus.OFFLINE, None
@@ -209,7 +217,7 @@ class OperatorMachine:
             return OperatorStatus.OFFLINE, "manual"
         if manual is OperatorStatus.BUSY:
             return OperatorStatus.BUSY, "manual"
-        if any(paused for paused, _ in sources.paused.values()):
+        if paused:
             return OperatorStatus.BUSY, "paused"
         if endpoint == "online" or devices & _DEVICE_IDLE or manual is OperatorStatus.ONLINE:
             return OperatorStatus.ONLINE, None
