@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from pathlib import Path
 
 import orjson
@@ -33,10 +35,12 @@ GOOD = (
 )
 
 
+@functools.cache
 def trace_bytes(path: Path) -> bytes:
     return b"".join(record.raw for record in trace_records(path))
 
 
+@functools.cache
 def expected_messages(path: Path) -> list[dict[str, str]]:
     return [r.parsed for r in trace_records(path) if "__greeting__" not in r.parsed]
 
@@ -81,6 +85,7 @@ def test_cyrillic_names_arrive_whole_when_fed_byte_by_byte() -> None:
     assert not protocol.errors
 
 
+@functools.cache
 def delicate_cuts(data: bytes) -> list[int]:
     """Cut points inside a UTF-8 character or between the CR and LF of a line end."""
     return [i for i in range(1, len(data)) if data[i] >= 0x80 or data[i - 1 : i + 1] == b"\r\n"]
@@ -286,3 +291,14 @@ def test_unfinished_lists_are_abandoned_on_disconnect() -> None:
     assert collector.feed(snapshot("QueueStatus")[0])
     assert collector.abandon() == ("snap-a578cfc3",)
     assert collector.pending() == () and collector.pop_completed() == []
+
+
+def test_bad_input_is_logged_but_a_flood_is_not(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="connectors.ami.protocol"):
+        messages, protocol = parse(
+            b"Event: Flood\r\n" + b"no colon here\r\n" * 5000 + b"\r\n", GOOD
+        )
+    assert protocol.errors == {ERR_LINE_WITHOUT_COLON: 5000}
+    assert len(caplog.records) == 10 + 5  # the first ten, then every thousandth
+    assert "line_without_colon #5000" in caplog.records[-1].getMessage()
+    assert_good_follows(messages)

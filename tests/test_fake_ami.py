@@ -15,10 +15,12 @@ from panoramisk import Manager
 
 from connectors.ami.eventlist import EventList, EventListCollector
 from connectors.ami.protocol import AmiMessage, AmiProtocol, Kind, send_action
-from connectors.fakes.ami_server import AmiState, Caller, FakeAmi, Member, trace_records
+from connectors.fakes.ami_server import FakeAmi, trace_records
+from connectors.fakes.ami_state import AmiState, Caller, Member
 
 DATA = Path(__file__).resolve().parent / "data"
 TRACE = DATA / "inbound_answered.ami.jsonl"
+SHIFT = DATA / "queue_shift.ami.jsonl"
 NOW = 1_796_203_700.0
 
 
@@ -48,6 +50,11 @@ async def ami() -> AsyncIterator[FakeAmi]:
 
 def trace_events(path: Path) -> list[dict[str, str]]:
     return [r.parsed for r in trace_records(path) if "Event" in r.parsed]
+
+
+def keys_of(event: str, path: Path) -> list[str]:
+    """Header names, in wire order, of the first ``event`` in a capture."""
+    return next(list(e) for e in trace_events(path) if e["Event"] == event)
 
 
 class RawClient:
@@ -212,6 +219,46 @@ async def test_queue_pause_changes_the_member_and_emits_the_event(
     assert [(m["Paused"], m["PausedReason"]) for m in members] == [("1", "обед"), ("0", "")]
     missing = await client.send("QueuePause", Interface="Local/9999@agents", Paused="true")
     assert (await client.response(missing))["Message"] == "Interface not found"
+
+
+async def test_queue_add_and_remove_look_like_asterisk(ami: FakeAmi, client: RawClient) -> None:
+    await client.login(events="off")
+    add = await client.send(
+        "QueueAdd", Queue="support", Interface="Local/1003@agents", MemberName="Agent 1003",
+        StateInterface="Custom:1003", Penalty=0,
+    )  # fmt: skip
+    assert (await client.response(add))["Message"] == "Added interface to queue"
+    again = await client.send("QueueAdd", Queue="support", Interface="Local/1003@agents")
+    assert (await client.response(again))["Message"] == "Unable to add interface: Already there"
+    status = await client.list("QueueStatus")
+    added = [m for m in status.items if m.get("Location") == "Local/1003@agents"]
+    assert [(m["Name"], m["Membership"], m["LoginTime"]) for m in added] == [
+        ("Agent 1003", "dynamic", str(int(NOW))),
+    ]  # fmt: skip
+    remove = await client.send("QueueRemove", Queue="support", Interface="Local/1003@agents")
+    assert (await client.response(remove))["Message"] == "Removed interface from queue"
+    gone = await client.send("QueueRemove", Queue="support", Interface="Local/1003@agents")
+    assert (await client.response(gone))["Message"] == "Unable to remove interface: Not there"
+    assert [m.interface for m in ami.state.members] == ["Local/1001@agents", "Local/1002@agents"]
+
+
+async def test_member_events_and_lists_have_the_captured_shape(
+    ami: FakeAmi, client: RawClient
+) -> None:
+    await client.login()
+    for name, fields in [
+        ("QueuePause", {"Interface": "Local/1001@agents", "Paused": "true", "Reason": "break"}),
+        ("QueueAdd", {"Queue": "support", "Interface": "Local/1003@agents"}),
+        ("QueueRemove", {"Queue": "support", "Interface": "Local/1003@agents"}),
+    ]:
+        await client.response(await client.send(name, **fields))
+    events = {m.name: [k for k, _ in m.headers] for m in client.inbox}
+    for name in ("QueueMemberPause", "QueueMemberAdded", "QueueMemberRemoved"):
+        assert events[name] == keys_of(name, SHIFT)
+    status = await client.list("QueueStatus")
+    snapshot = DATA / "snapshots" / "idle.QueueStatus.ami.jsonl"
+    for item in status.items[:2]:  # QueueParams, QueueMember
+        assert [k for k, _ in item.headers] == keys_of(item.name, snapshot)
 
 
 @pytest.mark.parametrize("chunk_size", [None, 3], ids=["whole", "3-byte-writes"])

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 BANNER_PREFIX = "Asterisk Call Manager/"
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024  # real messages are a few KB; lists come item by item
+LOG_FIRST, LOG_EVERY = 10, 1000  # per error kind: log the first ones, then one in LOG_EVERY
 
 ERR_INVALID_UTF8 = "invalid_utf8"  # undecodable bytes replaced by U+FFFD
 ERR_LINE_WITHOUT_COLON = "line_without_colon"  # skipped
@@ -261,4 +262,6 @@ class AmiProtocol:
 
     def _count(self, error: str, msg: str, *args: object) -> None:
         self.errors[error] += 1
-        log.warning("AMI: " + msg, *args)
+        seen = self.errors[error]
+        if seen <= LOG_FIRST or seen % LOG_EVERY == 0:  # a flood of garbage must not flood logs
+            log.warning("AMI: " + msg + " (%s #%d)", *args, error, seen)

@@ -2,9 +2,10 @@
 
 It sends the banner, answers ``Login`` (a wrong secret gets ``Authentication failed`` and the
 socket closed, as Asterisk does), ``Ping``, ``Logoff``, the list actions ``QueueStatus``,
-``QueueSummary`` and ``CoreShowChannels`` from a programmable ``AmiState``, and ``QueuePause``
-(changes the member, emits ``QueueMemberPause``). Tests and the simulator push events with
-``emit()`` or ``replay()`` a captured trace; faults: ``drop_connections()``,
+``QueueSummary`` and ``CoreShowChannels`` from a programmable ``AmiState`` (``ami_state.py``),
+and the member actions ``QueuePause``/``QueueAdd``/``QueueRemove`` (they change the state and
+emit ``QueueMemberPause``/``Added``/``Removed``, as Asterisk does). Tests and the simulator
+push events with ``emit()`` or ``replay()`` a captured trace; faults: ``drop_connections()``,
 ``answer_pings = False`` (a half-open PBX), ``chunk_size`` (tiny writes that split characters).
 Message shapes and header order follow the captured traffic in ``shared/traces``.
 """
@@ -23,8 +24,11 @@ from typing import Any, NamedTuple
 import orjson
 
 from connectors.ami.protocol import AmiMessage, AmiProtocol, Kind, encode_message
+from connectors.fakes.ami_state import LIST_ACTIONS, AmiState, Fields, MemberActionError
 
-Fields = Mapping[str, object] | Iterable[tuple[str, object]]
+__all__ = ["AmiState", "FakeAmi", "TraceRecord", "trace_records"]
+
+EventFields = Mapping[str, object] | Iterable[tuple[str, object]]
 
 
 class TraceRecord(NamedTuple):
@@ -39,79 +43,6 @@ def trace_records(path: str | Path) -> Iterator[TraceRecord]:
             if line.strip():
                 record = orjson.loads(line)
                 yield TraceRecord(record["raw"].encode("utf-8"), record["parsed"])
-
-
-# -- programmable PBX state -------------------------------------------------------------------
-
-
-@dataclass
-class Queue:
-    name: str
-    strategy: str = "ringall"
-    max: int = 0
-    service_level: int = 20
-    weight: int = 0
-    holdtime: int = 0
-    talktime: int = 0
-    completed: int = 0
-    abandoned: int = 0
-
-
-@dataclass
-class Member:
-    queue: str
-    name: str  # MemberName in events, Name in QueueStatus
-    interface: str  # Interface in events, Location in QueueStatus
-    state_interface: str = ""
-    membership: str = "static"
-    penalty: int = 0
-    calls_taken: int = 0
-    last_call: int = 0
-    last_pause: int = 0
-    login_time: int = 0
-    in_call: int = 0
-    status: int = 1  # 1 NOT_INUSE; see AMI.md for the others
-    paused: bool = False
-    paused_reason: str = ""
-    wrapuptime: int = 0
-
-    def fields(self, *, status_list: bool = False) -> list[tuple[str, object]]:
-        name_key, interface_key = (
-            ("Name", "Location") if status_list else ("MemberName", "Interface")
-        )
-        return [
-            ("Queue", self.queue), (name_key, self.name), (interface_key, self.interface),
-            ("StateInterface", self.state_interface or self.interface),
-            ("Membership", self.membership), ("Penalty", self.penalty),
-            ("CallsTaken", self.calls_taken), ("LastCall", self.last_call),
-            ("LastPause", self.last_pause), ("LoginTime", self.login_time),
-            ("InCall", self.in_call), ("Status", self.status), ("Paused", int(self.paused)),
-            ("PausedReason", self.paused_reason), ("Wrapuptime", self.wrapuptime),
-        ]  # fmt: skip
-
-
-@dataclass
-class Caller:
-    queue: str
-    channel: str
-    uniqueid: str
-    caller_id_num: str = ""
-    caller_id_name: str = ""
-    joined_at: float = 0.0
-
-
-@dataclass
-class AmiState:
-    """What the list actions report. Edit it directly; ``emit`` the matching events yourself."""
-
-    queues: dict[str, Queue] = field(default_factory=dict)
-    members: list[Member] = field(default_factory=list)
-    callers: list[Caller] = field(default_factory=list)  # in queue order
-    channels: list[dict[str, str]] = field(default_factory=list)  # CoreShowChannel fields
-
-    def add_queue(self, name: str, **settings: Any) -> Queue:
-        self.queues[name] = Queue(name, **settings)
-        return self.queues[name]
 
 
 # -- the server -------------------------------------------------------------------------------
@@ -179,7 +110,7 @@ class FakeAmi:
         """How many connections are logged in now."""
         return sum(1 for s in self._sessions if s.logged_in and not s.closing)
 
-    async def emit(self, fields: Fields) -> int:
+    async def emit(self, fields: EventFields) -> int:
         """Send one event to every logged-in connection with events on; returns how many."""
         return await self.emit_raw(encode_message(fields))
 
@@ -266,11 +197,11 @@ class FakeAmi:
                     ("Ping", "Pong"),
                     ("Timestamp", f"{self.clock():.6f}"),
                 )
-        elif name in _LISTS:
-            message, complete, items = _LISTS[name](self, action)
-            await self._send_list(session, action, message, complete, items)
-        elif name == "queuepause":
-            await self._queue_pause(session, action)
+        elif name in LIST_ACTIONS:
+            answer = LIST_ACTIONS[name](self.state, action.get("Queue"), self.clock())
+            await self._send_list(session, action, *answer)
+        elif name in _MEMBER_ACTIONS:
+            await self._member_action(session, action, _MEMBER_ACTIONS[name])
         else:
             await self._respond(session, action, "Error", ("Message", "Invalid/unknown command"))
 
@@ -294,7 +225,7 @@ class FakeAmi:
         action: AmiMessage,
         message: str,
         complete: str,
-        items: list[list[tuple[str, object]]],
+        items: list[Fields],
     ) -> None:
         action_id = [("ActionID", action.action_id)] if action.action_id is not None else []
         await self._respond(
@@ -306,85 +237,50 @@ class FakeAmi:
             ("Event", complete), *action_id, ("EventList", "Complete"), ("ListItems", len(items)),
         ]))  # fmt: skip
 
-    async def _queue_pause(self, session: _Session, action: AmiMessage) -> None:
-        paused = (action.get("Paused") or "").lower() in ("true", "yes", "1", "on")
-        interface, queue = action.get("Interface"), action.get("Queue")
-        members = [
-            m for m in self.state.members
-            if m.interface == interface and (not queue or m.queue == queue)
-        ]  # fmt: skip
-        if not members:
-            await self._respond(session, action, "Error", ("Message", "Interface not found"))
+    async def _member_action(
+        self, session: _Session, action: AmiMessage, apply: MemberAction
+    ) -> None:
+        try:
+            message, events = apply(self.state, action, int(self.clock()))
+        except MemberActionError as refused:
+            await self._respond(session, action, "Error", ("Message", str(refused)))
             return
-        for member in members:
-            member.paused = paused
-            member.paused_reason = (action.get("Reason") or "") if paused else ""
-            member.last_pause = int(self.clock()) if paused else member.last_pause
-        verb = "paused" if paused else "unpaused"
-        await self._respond(
-            session, action, "Success", ("Message", f"Interface {verb} successfully")
-        )
-        for member in members:
-            await self.emit([("Event", "QueueMemberPause"), ("Privilege", "agent,all"),
-                             *member.fields(), ("Ringinuse", 0)])  # fmt: skip
+        await self._respond(session, action, "Success", ("Message", message))
+        for event in events:
+            await self.emit(event)
 
 
-# -- list actions: (opening message, closing event, items) from the state ----------------------
+# -- member actions: (Message of the answer, events to send) -----------------------------------
 
-ListItems = list[list[tuple[str, object]]]
-
-
-def _queue_status(ami: FakeAmi, action: AmiMessage) -> tuple[str, str, ListItems]:
-    wanted, now, state = action.get("Queue"), ami.clock(), ami.state
-    items: ListItems = []
-    for q in state.queues.values():
-        if wanted and q.name != wanted:
-            continue
-        callers = [c for c in state.callers if c.queue == q.name]
-        items.append([
-            ("Event", "QueueParams"), ("Queue", q.name), ("Max", q.max),
-            ("Strategy", q.strategy), ("Calls", len(callers)), ("Holdtime", q.holdtime),
-            ("TalkTime", q.talktime), ("Completed", q.completed), ("Abandoned", q.abandoned),
-            ("ServiceLevel", q.service_level), ("ServicelevelPerf", "0.0"),
-            ("ServicelevelPerf2", "0.0"), ("Weight", q.weight),
-        ])  # fmt: skip
-        items += [
-            [("Event", "QueueMember"), *m.fields(status_list=True)]
-            for m in state.members if m.queue == q.name
-        ]  # fmt: skip
-        items += [
-            [("Event", "QueueEntry"), ("Queue", q.name), ("Position", position),
-             ("Channel", c.channel), ("Uniqueid", c.uniqueid), ("CallerIDNum", c.caller_id_num),
-             ("CallerIDName", c.caller_id_name), ("Wait", int(now - c.joined_at))]
-            for position, c in enumerate(callers, start=1)
-        ]  # fmt: skip
-    return "Queue status will follow", "QueueStatusComplete", items
+MemberAction = Callable[[AmiState, AmiMessage, int], tuple[str, list[Fields]]]
 
 
-def _queue_summary(ami: FakeAmi, action: AmiMessage) -> tuple[str, str, ListItems]:
-    wanted, now, state = action.get("Queue"), ami.clock(), ami.state
-    items: ListItems = []
-    for q in state.queues.values():
-        if wanted and q.name != wanted:
-            continue
-        members = [m for m in state.members if m.queue == q.name]
-        waits = [int(now - c.joined_at) for c in state.callers if c.queue == q.name]
-        items.append([
-            ("Event", "QueueSummary"), ("Queue", q.name), ("LoggedIn", len(members)),
-            ("Available", sum(1 for m in members if m.status == 1 and not m.paused)),
-            ("Callers", len(waits)), ("HoldTime", q.holdtime), ("TalkTime", q.talktime),
-            ("LongestHoldTime", max(waits, default=0)),
-        ])  # fmt: skip
-    return "Queue summary will follow", "QueueSummaryComplete", items
+def _queue_pause(state: AmiState, action: AmiMessage, now: int) -> tuple[str, list[Fields]]:
+    paused = (action.get("Paused") or "").lower() in ("true", "yes", "1", "on")
+    events = state.pause(
+        action.get("Interface") or "", action.get("Queue"), paused, action.get("Reason") or "", now
+    )
+    return f"Interface {'paused' if paused else 'unpaused'} successfully", events
 
 
-def _core_show_channels(ami: FakeAmi, action: AmiMessage) -> tuple[str, str, ListItems]:
-    items: ListItems = [[("Event", "CoreShowChannel"), *c.items()] for c in ami.state.channels]
-    return "Channels will follow", "CoreShowChannelsComplete", items
+def _queue_add(state: AmiState, action: AmiMessage, now: int) -> tuple[str, list[Fields]]:
+    events = state.add_member(
+        action.get("Queue") or "",
+        action.get("Interface") or "",
+        action.get("MemberName") or "",
+        action.get("StateInterface") or "",
+        now,
+    )
+    return "Added interface to queue", events
 
 
-_LISTS = {
-    "queuestatus": _queue_status,
-    "queuesummary": _queue_summary,
-    "coreshowchannels": _core_show_channels,
+def _queue_remove(state: AmiState, action: AmiMessage, now: int) -> tuple[str, list[Fields]]:
+    events = state.remove_member(action.get("Queue") or "", action.get("Interface") or "")
+    return "Removed interface from queue", events
+
+
+_MEMBER_ACTIONS: dict[str, MemberAction] = {
+    "queuepause": _queue_pause,
+    "queueadd": _queue_add,
+    "queueremove": _queue_remove,
 }
