@@ -155,7 +155,7 @@ async def test_wrong_password_is_refused_and_the_socket_closed(
     assert response.name == "Error" and response["Message"] == "Authentication failed"
     assert await client.next() is None and client.eof
     assert not client.protocol.errors  # a clean close, not a truncated message
-    assert ami.logged_in == 0
+    assert (ami.logged_in, ami.logins, ami.failed_logins) == (0, 0, 1)
 
 
 async def test_actions_before_login_are_denied(client: RawClient) -> None:
@@ -349,6 +349,21 @@ async def test_panoramisk_logs_in_pings_and_lists(ami: FakeAmi) -> None:
             "QueueStatusComplete",
         ]  # fmt: skip
         assert listed[4].calleridname == "Иван Петров"
+    finally:
+        manager.close()
+
+
+async def test_panoramisk_reconnects_after_a_dropped_connection(ami: FakeAmi) -> None:
+    manager = Manager(
+        loop=asyncio.get_running_loop(), host=ami.host, port=ami.port, username="switchboard",
+        secret="secret", ping_delay=3600, reconnect_timeout=0,
+    )  # fmt: skip
+    try:
+        await manager.connect()
+        await ami.wait_for_logins(1)
+        await ami.drop_connections()
+        await ami.wait_for_logins(2)  # panoramisk connected and logged in again by itself
+        assert ami.logged_in == 1 and [a.name for a in ami.actions] == ["Login", "Login"]
     finally:
         manager.close()
 

@@ -78,6 +78,9 @@ class FakeAmi:
         self.answer_pings = True
         self.chunk_size: int | None = None
         self.actions: list[AmiMessage] = []  # every action received, for assertions
+        self.logins = 0  # successful logins so far (a reconnecting client logs in again)
+        self.failed_logins = 0
+        self._login_changed = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._sessions: set[_Session] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -109,6 +112,12 @@ class FakeAmi:
     def logged_in(self) -> int:
         """How many connections are logged in now."""
         return sum(1 for s in self._sessions if s.logged_in and not s.closing)
+
+    async def wait_for_logins(self, count: int) -> None:
+        """Until ``count`` successful logins happened in all (no timeout: the test has one)."""
+        while self.logins < count:
+            self._login_changed.clear()
+            await self._login_changed.wait()
 
     async def emit(self, fields: EventFields) -> int:
         """Send one event to every logged-in connection with events on; returns how many."""
@@ -207,12 +216,15 @@ class FakeAmi:
 
     async def _login(self, session: _Session, action: AmiMessage) -> None:
         if action.get("Username") != self.username or action.get("Secret") != self.secret:
+            self.failed_logins += 1
             await self._respond(session, action, "Error", ("Message", "Authentication failed"))
             session.closing = True  # Asterisk hangs up on a failed login
             return
         session.logged_in = True
         session.events = (action.get("Events") or "on").lower() != "off"
         await self._respond(session, action, "Success", ("Message", "Authentication accepted"))
+        self.logins += 1
+        self._login_changed.set()
         if session.events:
             await self._send(session, encode_message([
                 ("Event", "FullyBooted"), ("Privilege", "system,all"), ("Uptime", 21),
