@@ -150,6 +150,7 @@ def test_send_action_bytes_and_round_trip() -> None:
     [action], _ = parse(data)
     assert action.kind is Kind.ACTION and action.name == "QueuePause" and action.action_id == "a1"
     assert action.to_bytes() == data
+    assert AmiProtocol().send_action("Ping", "p1") == b"Action: Ping\r\nActionID: p1\r\n\r\n"
 
 
 @pytest.mark.parametrize(

@@ -197,6 +197,10 @@ class AmiProtocol:
         self._size = 0
         self._skipping = False
 
+    def send_action(self, name: str, action_id: str, **fields: object) -> bytes:
+        """Bytes to write for an action (the module-level ``send_action``; no state kept)."""
+        return send_action(name, action_id, **fields)
+
     def events_received(self) -> list[AmiMessage]:
         """Messages parsed since the last call, in order."""
         received, self._received = self._received, []
