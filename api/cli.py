@@ -108,7 +108,7 @@ async def create_user(settings: Settings, args: argparse.Namespace) -> None:
         raise SystemExit("--extension is required for operators")
     async with _database(settings) as pool:
         try:
-            row = await Users(pool).create(  # type: ignore[arg-type]
+            row = await Users(pool).create(
                 username=args.username, email=args.email or f"{args.username}@switchboard.local",
                 name=args.name or args.username, role=args.role,
                 password_hash=hash_password(password), extension=args.extension,

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import JsonSchemaMode
 
 from api.routing import Route
 
@@ -133,10 +134,11 @@ def _version() -> str:
 
 def build(routes: list[Route]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``routes``."""
-    inputs: list[tuple[Any, Any, TypeAdapter[Any]]] = []
+    inputs: list[tuple[tuple[int, str], JsonSchemaMode, TypeAdapter[Any]]] = []
+    parts: tuple[tuple[str, JsonSchemaMode], ...] = (
+        ("body", "validation"), ("query", "validation"), ("response", "serialization"))
     for i, route in enumerate(routes):
-        for part, mode in (("body", "validation"), ("query", "validation"),
-                           ("response", "serialization")):
+        for part, mode in parts:
             model = getattr(route, part)
             if model is not None:
                 inputs.append(((i, part), mode, TypeAdapter(model)))
@@ -146,7 +148,7 @@ def build(routes: list[Route]) -> dict[str, Any]:
     _drop_null_defaults(by_key)
     schemas.update(_error_schemas())
 
-    def schema_of(i: int, part: str, mode: str) -> dict[str, Any]:
+    def schema_of(i: int, part: str, mode: JsonSchemaMode) -> dict[str, Any]:
         return dict(by_key[((i, part), mode)])
 
     def resolve(schema: dict[str, Any]) -> dict[str, Any]:

@@ -45,16 +45,20 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, bool]:
     return opts, a.json
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where it is installed (it has no Windows build), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def main(argv: list[str] | None = None) -> int:
     opts, as_json = parse_args(argv)
     try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    try:
-        report = runner(run(opts))
+        with asyncio.Runner(loop_factory=_new_loop) as runner:
+            report = runner.run(run(opts))
     except KeyboardInterrupt:
         log("interrupted; cleaned up")
         return 130

@@ -16,6 +16,7 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import orjson
 
@@ -86,6 +87,16 @@ class Collector:
             self.unmatched += 1
 
 
+@runtime_checkable
+class _Transport(Protocol):
+    """The transport calls a dashboard makes; uvloop's transports have them without
+    subclassing asyncio's."""
+
+    def write(self, data: bytes) -> None: ...
+    def is_closing(self) -> bool: ...
+    def close(self) -> None: ...
+
+
 class _Dashboard(asyncio.Protocol):
     """A minimal WebSocket client (RFC 6455) on a raw asyncio transport.
 
@@ -97,14 +108,15 @@ class _Dashboard(asyncio.Protocol):
     def __init__(self, fleet: Fleet, request: bytes, hello: int,
                  on_message: Callable[[float, str], None]) -> None:
         self.fleet, self.request, self.hello, self.on_message = fleet, request, hello, on_message
-        self.transport: asyncio.Transport | None = None
+        self.transport: _Transport | None = None
         self.buffer = bytearray()
         self.upgraded = False
         self.ready = asyncio.get_running_loop().create_future()
         self.close_code: int | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        assert isinstance(transport, _Transport)
+        self.transport = transport
         transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:

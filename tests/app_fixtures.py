@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
+import redis.asyncio as aredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
@@ -18,7 +19,10 @@ from tests.helpers import ADMIN_PASSWORD
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def app_settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+async def app_settings(database_url: str, redis_url: str, redis: aredis.Redis,
+                       tmp_path: Path) -> Settings:
+    """Settings over clean tables (``database_url``) and a flushed Redis (``redis``), so each
+    app starts from nothing a previous test left."""
     return Settings(
         database_url=database_url, redis_url=redis_url, data_dir=tmp_path,
         admin_password=ADMIN_PASSWORD, jwt_secret="test-secret-" + "x" * 32,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ from api.app import create_app
 from api.config import Settings
 from api.state import SERVICES, Services
 from engine.model import Call, CallStatus, Direction, call_id_for
-from tests.helpers import ensure_user, login
+from tests.helpers import PASSWORD, create_user, login
 
 
 @dataclass
@@ -58,48 +57,32 @@ async def _operator_id(services: Services, user_id: str) -> str:
         "SELECT id FROM operators WHERE user_id = $1::uuid", user_id))
 
 
-_CACHE: dict[str, Any] = {}
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def world(app_settings: Settings, role_tokens: dict[str, str],
                 client: TestClient) -> AsyncIterator[World]:
     """Groups, a queue (threshold 30 s), two operators and a supervisor of the group; then an
     app without rate limits (so the engine knows the operators)."""
     base: Services = client.app[SERVICES]
-    if not _CACHE:  # groups, queue and users once per session (password hashing is slow)
-        suffix = uuid.uuid4().hex[:6]
-        pool = base.pool
-        _CACHE["group"] = str(await pool.fetchval(
-            "INSERT INTO groups (name) VALUES ($1) RETURNING id", f"g-{suffix}"))
-        _CACHE["other_group"] = str(await pool.fetchval(
-            "INSERT INTO groups (name) VALUES ($1) RETURNING id", f"g2-{suffix}"))
-        _CACHE["queue"] = str(await pool.fetchval(
-            """INSERT INTO queues (name, asterisk_name, service_level_threshold)
-               VALUES ($1, $1, 30) RETURNING id""", f"q-{suffix}"))
-        ext = str(int(suffix, 16) % 4000 + 5000)
-        ext_b = str((int(suffix, 16) + 1) % 4000 + 5000)
-        a = await ensure_user(base, f"opa_{suffix}", "operator", extension=ext,
-                              group_id=_CACHE["group"])
-        b = await ensure_user(base, f"opb_{suffix}", "operator", extension=ext_b)
-        await ensure_user(base, f"supg_{suffix}", "supervisor", group_id=_CACHE["group"])
-        _CACHE["op_a"] = await _operator_id(base, a)
-        _CACHE["op_b"] = await _operator_id(base, b)
-        _CACHE["suffix"] = suffix
+    pool = base.pool
+    group = str(await pool.fetchval("INSERT INTO groups (name) VALUES ('g') RETURNING id"))
+    other_group = str(await pool.fetchval("INSERT INTO groups (name) VALUES ('g2') RETURNING id"))
+    queue = str(await pool.fetchval(
+        """INSERT INTO queues (name, asterisk_name, service_level_threshold)
+           VALUES ('q', 'q', 30) RETURNING id"""))
+    a = await create_user(base, "opa", "operator", extension="5001", group_id=group)
+    b = await create_user(base, "opb", "operator", extension="5002")
+    await create_user(base, "supg", "supervisor", group_id=group)
+    op_a, op_b = await _operator_id(base, a), await _operator_id(base, b)
     app = create_app(dataclasses.replace(app_settings, **_no_limits(app_settings)))
     test_client = TestClient(TestServer(app))
     await test_client.start_server()
     tokens = dict(role_tokens)
-    if "tokens" not in _CACHE:
-        _CACHE["tokens"] = {
-            "op_a": await login(test_client, f"opa_{_CACHE['suffix']}", "secret-pass"),
-            "sup_group": await login(test_client, f"supg_{_CACHE['suffix']}", "secret-pass")}
-    tokens.update(_CACHE["tokens"])
+    tokens["op_a"] = await login(test_client, "opa", PASSWORD)
+    tokens["sup_group"] = await login(test_client, "supg", PASSWORD)
     services = app[SERVICES]
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     try:
-        yield World(test_client, services, _CACHE["group"], _CACHE["other_group"],
-                    _CACHE["queue"], _CACHE["op_a"], _CACHE["op_b"],
+        yield World(test_client, services, group, other_group, queue, op_a, op_b,
                     midnight - timedelta(days=1), tokens)
     finally:
         await test_client.close()

@@ -16,13 +16,11 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
-from api.auth import hash_password
 from api.state import SERVICES, Services
 from connectors.fakes.ari_server import FakeAsterisk, channel, endpoint, event, replay_trace
 from engine.model import call_id_for
 from storage import keys
-from storage.db import migrate
-from tests.helpers import ADMIN_PASSWORD, login
+from tests.helpers import ADMIN_PASSWORD, login, password_hash
 
 TRACE = Path(__file__).parent / "data" / "inbound_answered.ari.jsonl"
 TRACE_CALLER_CHANNEL = "1795336312.0"
@@ -38,31 +36,26 @@ PEOPLE = {
 }
 
 
-@pytest_asyncio.fixture(loop_scope="session", scope="session")
+@pytest_asyncio.fixture(loop_scope="session")
 async def people(database_url: str) -> dict[str, str]:
-    """Groups A and B, a supervisor each, a manager, operators 1001 (A) and 1002 (B)."""
+    """Groups A and B, a supervisor each, a manager, operators 1001 (A) and 1002 (B); written
+    before the app starts, so its engine knows the operators from the beginning."""
     import asyncpg
 
     from storage.users import Users
 
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     try:
-        async with pool.acquire() as conn:
-            await migrate(conn)
-        groups = {}
-        for name in ("A", "B"):
-            groups[name] = str(await pool.fetchval(
-                "INSERT INTO groups (name) VALUES ($1) ON CONFLICT (name) DO UPDATE"
-                " SET name = EXCLUDED.name RETURNING id", name))
+        groups = {name: str(await pool.fetchval(
+            "INSERT INTO groups (name) VALUES ($1) RETURNING id", name)) for name in ("A", "B")}
         users = Users(pool)
-        if await users.by_username("admin") is None:  # as the app would on an empty database
-            await users.create(username="admin", email="admin@example.com", name="Admin",
-                               role="admin", password_hash=hash_password(ADMIN_PASSWORD))
+        # the admin, as the app would create it on an empty database
+        await users.create(username="admin", email="admin@example.com", name="Admin",
+                           role="admin", password_hash=password_hash(ADMIN_PASSWORD))
         for username, (role, group, ext) in PEOPLE.items():
-            if await users.by_username(username) is None:
-                await users.create(username=username, email=f"{username}@example.com",
-                                   name=username, role=role, password_hash=hash_password(PASSWORD),
-                                   group_id=groups[group] if group else None, extension=ext)
+            await users.create(username=username, email=f"{username}@example.com",
+                               name=username, role=role, password_hash=password_hash(PASSWORD),
+                               group_id=groups[group] if group else None, extension=ext)
         rows = await pool.fetch("SELECT o.extension, o.id FROM operators o")
         return {r["extension"]: str(r["id"]) for r in rows}
     finally:

@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-__all__ = ["_hang_watchdog", "pytest_runtest_logreport"]
-
 _LAST_PROGRESS = [time.monotonic()]
 
 

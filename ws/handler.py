@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -323,18 +323,26 @@ DIRECT_WRITE_HIGH_WATER = 64 * 1024
 _FRAMES = FrameCache()  # one framing per message, shared by every client's writer
 
 
+@runtime_checkable
+class _WritableTransport(Protocol):
+    """What the direct writer needs. Duck-typed: uvloop's transports do not subclass asyncio's."""
+
+    def is_closing(self) -> bool: ...
+    def get_write_buffer_size(self) -> int: ...
+    def write(self, data: bytes) -> None: ...
+
+
 def _direct_writer(
     ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None
 ) -> Callable[[list[bytes]], bool] | None:
-    # Duck-typed: uvloop's transports do not subclass asyncio's.
-    if transport is None or not hasattr(transport, "get_write_buffer_size"):
+    if not isinstance(transport, _WritableTransport):
         return None
 
     def write(burst: list[bytes]) -> bool:
         if (ws.closed or transport.is_closing()
-                or transport.get_write_buffer_size() > DIRECT_WRITE_HIGH_WATER):  # type: ignore[attr-defined]
+                or transport.get_write_buffer_size() > DIRECT_WRITE_HIGH_WATER):
             return False
-        transport.write(_FRAMES.join(burst))  # type: ignore[attr-defined]
+        transport.write(_FRAMES.join(burst))
         return True
 
     return write

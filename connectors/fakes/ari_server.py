@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import orjson
 from aiohttp import WSCloseCode, web
+from aiohttp.typedefs import Handler
 
 Json = dict[str, Any]
 
@@ -200,7 +201,7 @@ class FakeAsterisk:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def start(self) -> FakeAsterisk:
+    async def start(self) -> Self:
         app = web.Application(middlewares=[self._middleware])
         r = app.router
         r.add_get("/ari/events", self._events)
@@ -231,7 +232,7 @@ class FakeAsterisk:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> FakeAsterisk:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(
@@ -343,7 +344,7 @@ class FakeAsterisk:
     # -- HTTP ---------------------------------------------------------------------------------
 
     @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         body: Any = None
         if request.can_read_body:
             raw = await request.read()
