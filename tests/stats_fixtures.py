@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -86,7 +85,7 @@ async def world(app_settings: Settings, role_tokens: dict[str, str],
         _CACHE["op_a"] = await _operator_id(base, a)
         _CACHE["op_b"] = await _operator_id(base, b)
         _CACHE["suffix"] = suffix
-    app = create_app(dataclasses.replace(app_settings, **_no_limits(app_settings)))
+    app = create_app(app_settings.replace(**_no_limits(app_settings)))
     test_client = TestClient(TestServer(app))
     await test_client.start_server()
     tokens = dict(role_tokens)
