@@ -117,6 +117,7 @@ def test_timezone_is_an_iana_zone() -> None:
     [
         ("SWITCHBOARD_HTTPPORT", "http_port"),      # underscores dropped
         ("SWITCHBOARD_HTTP__PORT", "http_port"),
+        ("SWITCHBOARD_HTTP_PORTT", "http_port"),
         ("switchboard_http_prot", "http_port"),      # any case, letters swapped
         ("SWITCHBOARD_JWT_SECRETS", "jwt_secret"),
         ("SWITCHBOARD_SIMULATR", "simulator"),
@@ -132,24 +133,47 @@ def test_a_near_miss_of_a_key_is_refused(variable: str, key: str) -> None:
         raised.value)
 
 
-@pytest.mark.parametrize(
-    "variable",
-    [
-        # what Kubernetes injects for a service named "switchboard"
-        "SWITCHBOARD_PORT", "SWITCHBOARD_PORT_8001_TCP", "SWITCHBOARD_PORT_8001_TCP_PROTO",
-        "SWITCHBOARD_PORT_8001_TCP_PORT", "SWITCHBOARD_PORT_8001_TCP_ADDR",
-        "SWITCHBOARD_SERVICE_HOST", "SWITCHBOARD_SERVICE_PORT", "SWITCHBOARD_SERVICE_PORT_HTTP",
-        # and a name that is nothing like a key
-        "SWITCHBOARD_FAVOURITE_COLOUR",
-    ],
-)
-def test_other_unknown_variables_only_warn(
-        variable: str, caplog: pytest.LogCaptureFixture) -> None:
+# What Kubernetes injects for a service "switchboard" (port 8001, named "http") and one
+# "switchboard-redis" in the same namespace.
+SERVICE_LINKS = {
+    "SWITCHBOARD_SERVICE_HOST": "10.0.0.7", "SWITCHBOARD_SERVICE_PORT": "8001",
+    "SWITCHBOARD_SERVICE_PORT_HTTP": "8001", "SWITCHBOARD_PORT": "tcp://10.0.0.7:8001",
+    "SWITCHBOARD_PORT_8001_TCP": "tcp://10.0.0.7:8001", "SWITCHBOARD_PORT_8001_TCP_PROTO": "tcp",
+    "SWITCHBOARD_PORT_8001_TCP_PORT": "8001", "SWITCHBOARD_PORT_8001_TCP_ADDR": "10.0.0.7",
+    "SWITCHBOARD_REDIS_SERVICE_HOST": "10.0.0.9", "SWITCHBOARD_REDIS_SERVICE_PORT": "6379",
+    "SWITCHBOARD_REDIS_PORT": "tcp://10.0.0.9:6379",
+    "SWITCHBOARD_REDIS_PORT_6379_TCP": "tcp://10.0.0.9:6379",
+    "SWITCHBOARD_REDIS_PORT_6379_TCP_ADDR": "10.0.0.9",
+}
+
+
+def test_kubernetes_service_links_only_warn(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="switchboard.config"):
-        s = load_settings(env={variable: "tcp://10.0.0.7:8001"}, config_path=REPO / "config.yaml")
-    assert s.http_port == 8001
+        s = load_settings(env={**CONFIG, **SERVICE_LINKS})
+    assert s == Settings()
     assert [r.getMessage() for r in caplog.records] == [
-        f"ignoring environment variable(s) that are no setting: {variable}"]
+        "ignoring environment variable(s) that are not settings: "
+        + ", ".join(sorted(SERVICE_LINKS))]
+
+
+def test_a_name_unlike_any_key_only_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="switchboard.config"):
+        load_settings(env={**CONFIG, "SWITCHBOARD_FAVOURITE_COLOUR": "blue"})
+    assert [r.getMessage() for r in caplog.records] == [
+        "ignoring environment variable(s) that are not settings: SWITCHBOARD_FAVOURITE_COLOUR"]
+
+
+def test_a_port_typo_is_no_service_link() -> None:
+    with pytest.raises(ConfigError, match="SWITCHBOARD_HTPP_PORT is not a setting: did you mean "
+                                          r"SWITCHBOARD_HTTP_PORT \(http_port\)"):
+        load_settings(env={**CONFIG, "SWITCHBOARD_HTPP_PORT": "9000"})
+
+
+def test_a_service_link_on_a_key_says_what_it_is() -> None:
+    # a service named "switchboard-ami" injects SWITCHBOARD_AMI_PORT=tcp://...
+    with pytest.raises(ConfigError, match=r"ami_port \(SWITCHBOARD_AMI_PORT\): expected an "
+                                          r"integer, got 'tcp://10.0.0.5:5038' \(a Kubernetes"):
+        load_settings(env={**CONFIG, "SWITCHBOARD_AMI_PORT": "tcp://10.0.0.5:5038"})
 
 
 def test_our_own_switches_are_not_warned_about(caplog: pytest.LogCaptureFixture) -> None:

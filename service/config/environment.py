@@ -6,9 +6,11 @@ The rule, for a variable whose name starts with ``SWITCHBOARD_`` (any case) and 
 * a **near miss** — refused — when its name after the prefix, ignoring case and underscores,
   equals a key or is at least ``SIMILARITY`` alike (``difflib`` ratio): ``SWITCHBOARD_HTTPPORT``,
   ``SWITCHBOARD_JWT_SECRETS``, ``SWITCHBOARD_SIMULATR``. A typo must not fall back to a default.
-* **orchestrator-shaped** — only warned about, never a near miss — when it is what Kubernetes
-  injects for a service named ``switchboard``: ``_PORT``, ``_PORT_*``, ``_SERVICE_HOST``,
-  ``_SERVICE_PORT``, ``_SERVICE_PORT_*``.
+* a **service link** — only warned about, never a near miss — when it has the shape Kubernetes
+  injects for a service named ``switchboard`` or ``switchboard-<anything>``:
+  ``*_SERVICE_HOST``, ``*_SERVICE_PORT``, ``*_SERVICE_PORT_<NAME>``,
+  ``*_PORT_<number>_<TCP|UDP|SCTP>[_...]``, and ``*_PORT`` when its value is
+  ``tcp|udp|sctp://host:port`` (so ``SWITCHBOARD_HTPP_PORT=9000`` is still a typo).
 * **ours, not a setting** — ignored — ``SWITCHBOARD_CONFIG`` and ``SWITCHBOARD_TEST_*`` /
   ``SWITCHBOARD_BENCH_*`` (the test suite's and the benchmarks' own switches).
 * anything else is **unknown** — only warned about.
@@ -18,13 +20,15 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from service.config.model import ENV_PREFIX
 
 SIMILARITY = 0.85
-_ORCHESTRATOR = re.compile(r"PORT(_.+)?|SERVICE_HOST|SERVICE_PORT(_.+)?")
+_SERVICE_LINK_NAME = re.compile(
+    r"(.+_)?(SERVICE_HOST|SERVICE_PORT(_.+)?|PORT_\d+_(TCP|UDP|SCTP)(_.+)?)")
+_SERVICE_LINK_VALUE = re.compile(r"(tcp|udp|sctp)://[^/]+:\d+")
 _OURS = re.compile(r"CONFIG|(TEST|BENCH)_.+")
 
 
@@ -37,7 +41,7 @@ class NearMiss:
 @dataclass(slots=True)
 class EnvironmentReport:
     near_misses: list[NearMiss] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)  # orchestrator-shaped ones included
+    unknown: list[str] = field(default_factory=list)  # service links included
 
 
 def _squash(name: str) -> str:
@@ -51,19 +55,30 @@ def resembles(name: str, keys: Iterable[str]) -> str | None:
     return by_squashed[close[0]] if close else None
 
 
-def classify(names: Iterable[str], keys: Iterable[str]) -> EnvironmentReport:
-    """Sort the ``SWITCHBOARD_*`` names among ``names`` that are not settings ``keys``."""
+def is_service_link(value: str) -> bool:
+    """``tcp://10.0.0.7:8001``: what Kubernetes puts in ``<SERVICE>_PORT``."""
+    return _SERVICE_LINK_VALUE.fullmatch(value.strip()) is not None
+
+
+def _service_link(rest: str, value: str) -> bool:
+    if _SERVICE_LINK_NAME.fullmatch(rest):
+        return True
+    return (rest == "PORT" or rest.endswith("_PORT")) and is_service_link(value)
+
+
+def classify(env: Mapping[str, str], keys: Iterable[str]) -> EnvironmentReport:
+    """Sort the ``SWITCHBOARD_*`` variables of ``env`` that are not settings ``keys``."""
     keys = list(keys)
     known = {key.upper() for key in keys}
     report = EnvironmentReport()
-    for name in sorted(names):
+    for name in sorted(env):
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX):
             continue
         rest = upper[len(ENV_PREFIX):]
         if rest in known or _OURS.fullmatch(rest):
             continue
-        if _ORCHESTRATOR.fullmatch(rest):
+        if _service_link(rest, env[name]):
             report.unknown.append(name)
         elif key := resembles(rest, keys):
             report.near_misses.append(NearMiss(name, key))

@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, EnvSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
 
-from service.config.environment import classify, resembles
+from service.config.environment import classify, is_service_link, resembles
 from service.config.model import Settings, env_name
 
 log = logging.getLogger("switchboard.config")
@@ -80,6 +80,9 @@ def _describe(error: ErrorDetails, from_env: set[str], file_keys: set[str], path
         text = _EXPECTED.get(kind) or error["msg"].replace("Input should be", "expected a value")
     if kind != "value_error" and Settings.model_fields[key].annotation is not SecretStr:
         text += f", got {error['input']!r}"
+        if isinstance(error["input"], str) and is_service_link(error["input"]):
+            text += (" (a Kubernetes service link for a service named like this variable? "
+                     "rename the service or set enableServiceLinks: false)")
     return f"{key} ({where}): {text}"
 
 
@@ -101,7 +104,7 @@ def load_settings(
             f"{miss.variable} is not a setting: did you mean {env_name(miss.key)} ({miss.key})?"
             for miss in report.near_misses))
     if report.unknown:
-        log.warning("ignoring environment variable(s) that are no setting: %s",
+        log.warning("ignoring environment variable(s) that are not settings: %s",
                     ", ".join(report.unknown))
 
     from_env = _EnvironmentSource(Settings, env)()
