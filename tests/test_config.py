@@ -83,6 +83,13 @@ def test_bad_values_name_the_key(key: str, value: str, expected: str) -> None:
         load_settings(env={key: value}, config_path=REPO / "config.yaml")
 
 
+def test_a_bad_url_is_shown_without_its_password() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(env={"SWITCHBOARD_DATABASE_URL": "mysql://app:hunter2@db/x"},
+                      config_path=REPO / "config.yaml")
+    assert "got 'mysql://***@db/x'" in str(raised.value) and "hunter2" not in str(raised.value)
+
+
 def test_a_bad_yaml_value_names_the_file(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("ws_queue_size: lots\n")

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -116,7 +117,8 @@ class Settings(BaseSettings):
     def _url_scheme(cls, value: str, info: ValidationInfo) -> str:
         schemes = _URL_SCHEMES[str(info.field_name)]
         if value and not value.startswith(schemes):
-            raise ValueError(f"expected a URL starting with {' or '.join(schemes)}, got {value!r}")
+            shown = re.sub(r"[^/@]*@", "***@", value, count=1)  # no password in the message
+            raise ValueError(f"expected a URL starting with {' or '.join(schemes)}, got {shown!r}")
         return value
 
     @field_validator("timezone")
