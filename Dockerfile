@@ -2,6 +2,9 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md config.yaml ./
 COPY engine engine
+COPY storage storage
+COPY devservers devservers
+COPY service service
 COPY connectors connectors
 COPY ws ws
 COPY api api

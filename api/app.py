@@ -40,8 +40,9 @@ async def ensure_admin(users: Users, settings: Settings) -> str | None:
     """On a database with no users, create the admin. Returns a generated password to print."""
     if await users.count() > 0:
         return None
-    generated = None if settings.admin_password else generate_password()
-    password = settings.admin_password or generated
+    configured = settings.admin_password.get_secret_value()
+    generated = None if configured else generate_password()
+    password = configured or generated
     assert password is not None
     await users.create(
         username=settings.admin_username, email=f"{settings.admin_username}@switchboard.local",
@@ -72,7 +73,8 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
 
         users = Users(pool)
         generated_password = await ensure_admin(users, settings)
-        jwt_secret = settings.jwt_secret or persistent_secret(settings.data_dir, "jwt_secret")
+        jwt_secret = (settings.jwt_secret.get_secret_value()
+                      or persistent_secret(settings.data_dir, "jwt_secret"))
         tokens = Tokens(jwt_secret, settings.token_ttl, redis)
 
         if settings.simulator_enabled:

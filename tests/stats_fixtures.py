@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -73,7 +72,7 @@ async def world(app_settings: Settings, role_tokens: dict[str, str],
     b = await create_user(base, "opb", "operator", extension="5002")
     await create_user(base, "supg", "supervisor", group_id=group)
     op_a, op_b = await _operator_id(base, a), await _operator_id(base, b)
-    app = create_app(dataclasses.replace(app_settings, **_no_limits(app_settings)))
+    app = create_app(app_settings.replace(**_no_limits(app_settings)))
     test_client = TestClient(TestServer(app))
     await test_client.start_server()
     tokens = dict(role_tokens)

@@ -9,7 +9,6 @@ spend this one's budget.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -47,7 +46,7 @@ async def rl_settings(app_settings: Settings, redis_url: str) -> AsyncIterator[S
     try:
         await r.flushdb()
         await _fresh_window()
-        yield dataclasses.replace(app_settings, redis_url=url)
+        yield app_settings.replace(redis_url=url)
         await r.flushdb()
     finally:
         await r.aclose()
