@@ -12,6 +12,7 @@ from api.views import asterisk as asterisk_views
 from api.views import auth
 from api.views import calls as calls_views
 from api.views import operators as operators_views
+from api.views import parked as parked_views
 from api.views import queues as queues_views
 from api.views import stats as stats_views
 
@@ -35,3 +36,4 @@ ROUTES += asterisk_views.ROUTES
 ROUTES += stats_views.ROUTES  # before calls: /api/calls/stats is not a {call_id}
 ROUTES += calls_views.ROUTES
 ROUTES += admin_views.ROUTES
+ROUTES += parked_views.ROUTES
