@@ -78,6 +78,7 @@ class WriteBehind:
 
     def _failed(self, exc: Exception, backoff: float) -> None:
         self.stats["failed_flushes"] += 1
+        self.stats[f"error:{type(exc).__name__}"] += 1
         self.healthy = False
         self.last_error = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, self.retry_on):

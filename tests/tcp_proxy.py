@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from typing import Literal
 
 Mode = Literal["up", "reset", "silent"]
 
 
 class TcpProxy:
-    """Forwards ``127.0.0.1:<port>`` to ``target``. ``cut("reset")``: every connection is reset,
-    new ones too (a server that is down). ``cut("silent")``: nothing gets through any more and
-    the connections open now stay dead-silent for good, even after ``restore()`` (a host that
-    vanished sends no reset; the client must give up on them itself). ``restore()`` forwards
-    new connections again."""
+    """Forwards ``127.0.0.1:<port>`` to ``target``.
+
+    ``cut("reset")``: every connection is reset (a real TCP RST), new ones too (a server that
+    is down). ``cut("silent")``: nothing gets through any more and the connections open now
+    stay dead-silent for good, even after ``restore()`` (a host that vanished sends no reset;
+    the client must give up on them itself). ``restore()`` forwards new connections again."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
@@ -42,7 +45,7 @@ class TcpProxy:
         self.mode = mode
         for writer in list(self._links):
             if mode == "reset":
-                writer.transport.abort()
+                _reset(writer)
             else:
                 self._silenced.add(writer)
         self._links.clear()
@@ -52,7 +55,7 @@ class TcpProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.mode == "reset":
-            writer.transport.abort()
+            _reset(writer)
             return
         if self.mode == "silent":
             self._silenced.add(writer)
@@ -74,3 +77,13 @@ class TcpProxy:
                 await writer.drain()
         if writer not in self._silenced:
             writer.transport.abort()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with RST, not FIN (SO_LINGER 0): what a client sees when the server is gone. A FIN
+    shows as end-of-stream, which redis-py notices before writing; an RST closes uvloop's
+    transport under it, and the next write raises RuntimeError (the original failure)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 
 from api.config import Settings
@@ -47,3 +48,16 @@ async def test_ready_lists_the_pbx_source(pbx_client) -> None:
     body = await resp.json()
     assert resp.status == 200, body
     assert body["parts"]["pbx:ari"] == {"status": "ok", "detail": ""}
+
+
+async def test_ready_says_degraded_while_the_pbx_is_away(pbx_client, fake_asterisk) -> None:
+    await fake_asterisk.stop()  # Asterisk gone; the stream keeps trying to reconnect
+    for _ in range(100):
+        resp = await pbx_client.get("/ready")
+        if resp.status == 503:
+            break
+        await asyncio.sleep(0.05)
+    body = await resp.json()
+    assert resp.status == 503, body
+    assert body["parts"]["pbx:ari"]["status"] == "degraded"
+    assert body["parts"]["postgres"]["status"] == "ok" and body["parts"]["redis"]["status"] == "ok"
