@@ -169,5 +169,5 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "ready" if ok else "degraded",
          "parts": {name: part.as_json() for name, part in parts.items()},
-         "task_failures": dict(tasks)},
+         "tasks": dict(tasks)},  # failures, unexpected ends, restarts per task
         status=200 if ok else 503)
