@@ -25,7 +25,9 @@ from api.wsauth import JwtWsAuthenticator
 from devservers.embedded import embedded_postgres, embedded_redis
 from engine.machine.engine import Engine
 from engine.roles import Role
+from service.readiness import Part, readiness
 from service.runner import Runner
+from service.supervise import Supervisor
 from storage.db import connect_with_retry, migrate
 from storage.records import PostgresRecordSink
 from storage.redis_state import RedisStateStore
@@ -84,7 +86,8 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
         sink = PostgresRecordSink(pool)
         hub = Hub()
         engine = Engine(await users.operators())
-        runner = Runner(engine, store, sink, hub)
+        runner = Runner(engine, store, sink, hub, on_resync=sink.reconcile)
+        store.source = runner.snapshot  # after a Redis outage the live state is rewritten whole
         ws = WebSocketEndpoint(
             hub, JwtWsAuthenticator(tokens, users), runner.snapshot,
             auth_timeout=settings.ws_auth_timeout, queue_size=settings.ws_queue_size,
@@ -93,16 +96,16 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
                             tokens=tokens, hub=hub, ws=ws, engine=engine, runner=runner,
                             records=sink, live_state=store)
 
-        tasks = [asyncio.create_task(sink.run(), name="record-sink"),
-                 asyncio.create_task(store.run(), name="live-state"),
-                 asyncio.create_task(runner.run(), name="runner")]
+        tasks = Supervisor()  # a task that fails or ends is logged, counted and restarted
+        services.tasks = tasks
+        tasks.start("record-sink", sink.run)
+        tasks.start("live-state", store.run)
+        tasks.start("runner", runner.run)
 
         async def stop_tasks() -> None:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await sink.flush()  # last chance for queued records
-            await store.flush()
+            await tasks.stop()
+            # last chance for what is queued, bounded in time (SHUTDOWN_FLUSH_SECONDS each)
+            await asyncio.gather(sink.drain(), store.drain())
 
         stack.push_async_callback(stop_tasks)
         stack.push_async_callback(ws.close_all)
@@ -130,6 +133,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app.router.add_get("/ws/events", ws_events)
     app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
     app.router.add_get("/", dashboard)
     return app
 
@@ -146,3 +150,27 @@ async def health(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     return web.json_response({"status": "ok", "time": datetime.now(UTC).isoformat(),
                               "pbx": services.pbx.get("mode")})
+
+
+def pbx_parts(services: Services) -> dict[str, Part]:
+    """Each PBX source and whether its event stream is connected (none configured: none)."""
+    stream = services.pbx.get("stream")
+    if stream is None:
+        return {}
+    connected = bool(stream.connected)
+    return {f"pbx:{services.pbx.get('mode')}": Part(connected,
+                                                    "" if connected else "not connected")}
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: 200 when every part works, 503 naming the degraded ones."""
+    services = request.app[SERVICES]
+    parts = await readiness(services.pool, services.redis, services.records,
+                            services.live_state, pbx_parts(services))
+    ok = all(part.ok for part in parts.values())
+    tasks = services.tasks.stats if services.tasks is not None else {}
+    return web.json_response(
+        {"status": "ready" if ok else "degraded",
+         "parts": {name: part.as_json() for name, part in parts.items()},
+         "tasks": dict(tasks)},  # failures, unexpected ends, restarts per task
+        status=200 if ok else 503)

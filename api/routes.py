@@ -11,6 +11,7 @@ from api.views import asterisk as asterisk_views
 from api.views import auth
 from api.views import calls as calls_views
 from api.views import operators as operators_views
+from api.views import parked as parked_views
 from api.views import queues as queues_views
 from api.views import settings as settings_views
 from api.views import stats as stats_views
@@ -40,3 +41,4 @@ ROUTES += calls_views.ROUTES
 ROUTES += users_views.ROUTES
 ROUTES += settings_views.ROUTES
 ROUTES += system_views.ROUTES
+ROUTES += parked_views.ROUTES

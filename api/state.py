@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from connectors.ari.client import AriClient
     from engine.machine.engine import Engine
     from service.runner import Runner
+    from service.supervise import Supervisor
     from storage.records import PostgresRecordSink
     from storage.redis_state import RedisStateStore
     from storage.users import Users
@@ -38,6 +39,7 @@ class Services:
     records: PostgresRecordSink
     live_state: RedisStateStore
     ari: AriClient | None = None
+    tasks: Supervisor | None = None  # the long-running tasks (api/app.py lifespan)
     started_at: float = field(default_factory=time.time)
     pbx: dict[str, Any] = field(default_factory=dict)  # what is connected: for system info
 

@@ -3,13 +3,18 @@
 One consumer task applies events in arrival order. Effects are published first (dashboards want
 them now), then persisted: live state to the StateStore, records to the RecordSink. A failing
 store or sink is logged and counted; the loop goes on (the sink retries on its own).
+
+After a PBX resync is applied, ``on_resync`` gets the ids of every call the engine still holds
+live (the record sink closes the other open rows: ``storage/reconcile.py``). It is called
+synchronously after the resync's effects were handed on, so every record those effects wrote
+is queued before the reconciliation request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from engine.effects import (
@@ -19,7 +24,7 @@ from engine.effects import (
     OperatorStatusChanged,
     OperatorUpdated,
 )
-from engine.events import Event
+from engine.events import Event, Resynced
 from engine.machine import Engine
 from engine.model import Call, Operator
 from engine.ports import Publisher, RecordSink, StateStore
@@ -35,12 +40,14 @@ class RunnerStats:
 
 class Runner:
     def __init__(
-        self, engine: Engine, store: StateStore, sink: RecordSink, publisher: Publisher
+        self, engine: Engine, store: StateStore, sink: RecordSink, publisher: Publisher,
+        on_resync: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         self.engine = engine
         self._store = store
         self._sink = sink
         self._publisher = publisher
+        self._on_resync = on_resync
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._lock = asyncio.Lock()   # handle_now and run() never interleave
         self.stats = RunnerStats()
@@ -77,15 +84,21 @@ class Runner:
                 self.stats.errors += 1
                 log.exception("engine failed on %s", type(event).__name__)
                 return []
-            if not effects:
-                return effects
-            self.stats.effects += len(effects)
-            try:
-                self._publisher.publish(effects)
-            except Exception:
-                self.stats.errors += 1
-                log.exception("publisher failed")
-            await self._persist(effects)
+            if effects:
+                self.stats.effects += len(effects)
+                try:
+                    self._publisher.publish(effects)
+                except Exception:
+                    self.stats.errors += 1
+                    log.exception("publisher failed")
+                await self._persist(effects)
+            if isinstance(event, Resynced) and self._on_resync is not None:
+                live = frozenset(call.id for call in self.engine.active_calls())
+                try:
+                    self._on_resync(live)
+                except Exception:
+                    self.stats.errors += 1
+                    log.exception("on_resync failed")
             return effects
 
     def snapshot(self) -> tuple[list[Call], list[Operator]]:

@@ -134,3 +134,15 @@ async def throwaway_database(server_url: str, name: str, *,
     finally:
         if not keep:
             await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def postgres_ping(pool: asyncpg.Pool, *, within: float = 1.0) -> str | None:
+    """None when PostgreSQL answers ``SELECT 1`` in time, else why not (for /ready)."""
+    try:
+        async with asyncio.timeout(within):
+            await pool.fetchval("SELECT 1")
+    except TimeoutError:
+        return f"no answer within {within:g}s"
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
