@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from api.config import ConfigError, Settings, load_settings
 from engine.roles import Role
+from service.pbx import SourceNotBuilt
 
 log = logging.getLogger("switchboard")
 
@@ -60,8 +61,8 @@ async def serve(settings: Settings) -> None:
         url = f"http://{settings.http_host}:{settings.http_port}"
         print(f"Switchboard is running at {url}  (dashboard: {url}/, API docs: {url}/docs)")
         print(f"  live events: ws://{settings.http_host}:{settings.http_port}/ws/events"
-              f"  PBX: {services.pbx.get('mode')}")
-        generated = services.pbx.get("generated_admin_password")
+              f"  PBX: {services.pbx.mode}")
+        generated = services.generated_admin_password
         if generated:
             print(f"  admin user created: username {settings.admin_username!r} "
                   f"password {generated!r}  (shown once; change it)")
@@ -119,9 +120,9 @@ async def create_user(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def simulate(settings: Settings, args: argparse.Namespace) -> None:
-    from api.pbx import SIMULATED_EXTENSIONS
     from connectors.fakes.ari_server import FakeAsterisk
     from connectors.simulator import Simulator
+    from service.pbx import SIMULATED_EXTENSIONS
 
     async with FakeAsterisk(username=args.username, password=args.password, app=args.app,
                             host=args.host, port=args.port) as fake:
@@ -185,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         run(commands[args.command]())
     except KeyboardInterrupt:
         return 130
+    except SourceNotBuilt as exc:  # a PBX source configured that cannot run: say which
+        print(f"switchboard: configuration error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -216,6 +216,7 @@ class CallMachine:
     def handle(self, event: CallInput) -> list[CallEffect]:
         out: list[CallEffect] = []
         touched: list[int] = []
+        self._source = event.source   # a call is published by an event of its own source
         if isinstance(event, Resynced):
             self._resync(event, touched, out)
         elif isinstance(event, ChannelHungUp):
@@ -599,6 +600,7 @@ class CallMachine:
             caller_name=name or None,
             start_time=group.start_time,
             direction=group.direction or Direction.INBOUND,
+            source=self._source,
             called_number=group.called_number,
             channel_ids=self._channel_ids(group),
             offered_operator_ids=self._offered(group),
