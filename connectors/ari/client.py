@@ -126,16 +126,21 @@ class AriClient:
     # -- REST calls ---------------------------------------------------------------------------
 
     async def asterisk_info(self) -> Json:
-        return await self._request("GET", "/asterisk/info")
+        answer: Json = await self._request("GET", "/asterisk/info")
+        return answer
 
     async def ping(self) -> Json:
-        return await self._request("GET", "/asterisk/ping")
+        answer: Json = await self._request("GET", "/asterisk/ping")
+        return answer
 
     async def channels(self) -> list[Json]:
-        return await self._request("GET", "/channels")
+        answer: list[Json] = await self._request("GET", "/channels")
+        return answer
 
     async def channel(self, channel_id: str) -> Json:
-        return await self._request("GET", f"/channels/{quote(channel_id, safe='')}", channel=True)
+        path = f"/channels/{quote(channel_id, safe='')}"
+        answer: Json = await self._request("GET", path, channel=True)
+        return answer
 
     async def answer(self, channel_id: str) -> None:
         path = f"/channels/{quote(channel_id, safe='')}/answer"
@@ -174,13 +179,16 @@ class AriClient:
             params["callerId"] = caller_id
         if channel_id is not None:
             params["channelId"] = channel_id
-        return await self._request("POST", "/channels", params=params, channel=True)
+        answer: Json = await self._request("POST", "/channels", params=params, channel=True)
+        return answer
 
     async def endpoints(self) -> list[Json]:
-        return await self._request("GET", "/endpoints")
+        answer: list[Json] = await self._request("GET", "/endpoints")
+        return answer
 
     async def device_states(self) -> list[Json]:  # GET /ari/deviceStates
-        return await self._request("GET", "/deviceStates")
+        answer: list[Json] = await self._request("GET", "/deviceStates")
+        return answer
 
     # -- plumbing -----------------------------------------------------------------------------
 

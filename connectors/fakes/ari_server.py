@@ -15,7 +15,7 @@ import itertools
 import re
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +25,7 @@ import orjson
 from aiohttp import WSCloseCode, web
 
 Json = dict[str, Any]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # -- builders -------------------------------------------------------------------------------
 
@@ -345,7 +346,7 @@ class FakeAsterisk:
     # -- HTTP ---------------------------------------------------------------------------------
 
     @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         body: Any = None
         if request.can_read_body:
             raw = await request.read()
