@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 from redis.asyncio import Redis
 
-from api import openapi, pbx
+from api import openapi
 from api.auth import Tokens, generate_password, hash_password
 from api.config import Settings, persistent_secret
 from api.errors import error_middleware
@@ -25,6 +25,7 @@ from api.wsauth import JwtWsAuthenticator
 from devservers.embedded import embedded_postgres, embedded_redis
 from engine.machine.engine import Engine
 from engine.roles import Role
+from service.pbx import PbxConnection, PbxSettings, provision_simulator_operators
 from service.readiness import Part, readiness
 from service.runner import Runner
 from service.supervise import Supervisor
@@ -57,6 +58,13 @@ async def ensure_admin(users: Users, settings: Settings) -> str | None:
 @contextlib.asynccontextmanager
 async def lifespan(settings: Settings) -> AsyncIterator[Services]:
     """Start everything Switchboard needs; stop it all, in reverse order, on exit."""
+    pbx_settings = PbxSettings(
+        ari_url=settings.ari_url, ari_username=settings.ari_username,
+        ari_password=settings.ari_password.get_secret_value(), ari_app=settings.ari_app,
+        simulator=settings.simulator_enabled, simulator_rate=settings.simulator_rate,
+        ami_host=settings.ami_host, mango_api_key=settings.mango_api_key.get_secret_value(),
+    )
+    pbx_settings.refuse_unbuilt()  # before anything starts
     async with contextlib.AsyncExitStack() as stack:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         database_url = settings.database_url or await stack.enter_async_context(
@@ -79,8 +87,8 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
                       or persistent_secret(settings.data_dir, "jwt_secret"))
         tokens = Tokens(jwt_secret, settings.token_ttl, redis)
 
-        if settings.simulator_enabled:
-            await pbx.provision_simulator_operators(users)
+        if pbx_settings.simulator:
+            await provision_simulator_operators(users, hash_password)
         store = RedisStateStore(redis)
         await store.clear()  # rebuilt from the PBX resync; stale live state would lie
         sink = PostgresRecordSink(pool)
@@ -92,9 +100,11 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
             hub, JwtWsAuthenticator(tokens, users), runner.snapshot,
             auth_timeout=settings.ws_auth_timeout, queue_size=settings.ws_queue_size,
         )
+        pbx = PbxConnection(pbx_settings, runner.submit)
         services = Services(settings=settings, pool=pool, redis=redis, users=users,
                             tokens=tokens, hub=hub, ws=ws, engine=engine, runner=runner,
-                            records=sink, live_state=store)
+                            records=sink, live_state=store, pbx=pbx,
+                            generated_admin_password=generated_password)
 
         tasks = Supervisor()  # a task that fails or ends is logged, counted and restarted
         services.tasks = tasks
@@ -111,8 +121,8 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(ws.close_all)
         # the admin's saved Asterisk connection (PUT /api/admin/settings), when enabled
         stored_ari = await settings_views.stored_ari_config(services)
-        await stack.enter_async_context(pbx.connect(services, stored_ari))
-        services.pbx["generated_admin_password"] = generated_password
+        await pbx.start(stored_ari)
+        stack.push_async_callback(pbx.close)
         yield services
 
 
@@ -149,17 +159,13 @@ async def dashboard(request: web.Request) -> web.FileResponse:
 async def health(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     return web.json_response({"status": "ok", "time": datetime.now(UTC).isoformat(),
-                              "pbx": services.pbx.get("mode")})
+                              "pbx": services.pbx.mode})
 
 
 def pbx_parts(services: Services) -> dict[str, Part]:
-    """Each PBX source and whether its event stream is connected (none configured: none)."""
-    stream = services.pbx.get("stream")
-    if stream is None:
-        return {}
-    connected = bool(stream.connected)
-    return {f"pbx:{services.pbx.get('mode')}": Part(connected,
-                                                    "" if connected else "not connected")}
+    """Each PBX source and whether it hears its PBX now (none configured: none)."""
+    return {f"pbx:{status.name}": Part(status.connected, status.reason or "")
+            for status in services.pbx.status()}
 
 
 async def ready(request: web.Request) -> web.Response:

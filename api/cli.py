@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from engine.roles import Role
 from service.config import PASSWORD_MIN_LENGTH, ConfigError, Settings, load_settings
+from service.pbx import SourceNotBuilt
 
 log = logging.getLogger("switchboard")
 
@@ -90,8 +91,8 @@ async def serve(settings: Settings) -> None:
         url = f"http://{settings.http_host}:{settings.http_port}"
         print(f"Switchboard is running at {url}  (dashboard: {url}/, API docs: {url}/docs)")
         print(f"  live events: ws://{settings.http_host}:{settings.http_port}/ws/events"
-              f"  PBX: {services.pbx.get('mode')}")
-        generated = services.pbx.get("generated_admin_password")
+              f"  PBX: {services.pbx.mode}")
+        generated = services.generated_admin_password
         if generated:
             print(f"  admin user created: username {settings.admin_username!r} "
                   f"password {generated!r}  (shown once; change it)")
@@ -149,9 +150,9 @@ async def create_user(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def simulate(settings: Settings, args: argparse.Namespace) -> None:
-    from api.pbx import SIMULATED_EXTENSIONS
     from connectors.fakes.ari_server import FakeAsterisk
     from connectors.simulator import Simulator
+    from service.pbx import SIMULATED_EXTENSIONS
 
     hint = "use --host / --port"
     ensure_can_listen(args.host, args.port, hint)
@@ -228,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except SourceNotBuilt as exc:  # a PBX source configured that cannot run: say which
+        print(f"switchboard: configuration error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
     from api.auth import Claims, Tokens
     from api.config import Settings
-    from connectors.ari.client import AriClient
     from engine.machine.engine import Engine
+    from service.pbx import PbxConnection
     from service.runner import Runner
     from service.supervise import Supervisor
     from storage.records import PostgresRecordSink
@@ -38,10 +38,10 @@ class Services:
     runner: Runner
     records: PostgresRecordSink
     live_state: RedisStateStore
-    ari: AriClient | None = None
+    pbx: PbxConnection
     tasks: Supervisor | None = None  # the long-running tasks (api/app.py lifespan)
     started_at: float = field(default_factory=time.time)
-    pbx: dict[str, Any] = field(default_factory=dict)  # what is connected: for system info
+    generated_admin_password: str | None = None  # created at first start: printed once
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connectors.ari.normalize import MalformedFrame, normalize
+from connectors.ari.normalize import AriNormalizer, MalformedFrame
 from connectors.fakes.ari_server import FakeAsterisk, ari_timestamp, replay_trace
 from engine.events import Resynced
 from engine.machine.engine import Engine
@@ -99,9 +99,10 @@ def calibrate(
             types[type_] += 1
 
     record(engine.handle(Resynced((), (), resync_at)), -1)
+    normalizer = AriNormalizer()
     for k, frame in enumerate(frames):
         try:
-            event = normalize(frame)
+            event = normalizer.event(frame)
         except MalformedFrame:
             continue
         if event is not None:

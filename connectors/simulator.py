@@ -1,11 +1,15 @@
 """Call-center traffic simulator: real ARI events through a ``FakeAsterisk``.
 
 Every inbound call follows the captured trace (``inbound_answered.ari.jsonl``): the customer is
-a Local ``;1``/``;2`` pair that the dialplan answers at once, then queue ``support`` rings all
-free agents (``Local/{ext}@agents-XXXXXXXX;1/;2``, state interface ``Custom:{ext}``); one
-answers, the others end with cause 26, the winner and the customer meet in a mixing bridge,
-talk, and hang up. Some callers give up while agents ring or while nobody is free; some
-operators go offline and come back.
+a Local ``;1``/``;2`` pair at the center's number (``did``, what the customer dialled; the
+caller ID is the customer's own number) that the dialplan answers at once, then queue
+``support`` rings all free agents (``Local/{ext}@agents-XXXXXXXX;1/;2``, state interface
+``Custom:{ext}``); one answers, the others end with cause 26, the winner and the customer
+meet in a mixing bridge, talk, and hang up. Some callers give up while agents ring or while
+nobody is free; some operators go offline and come back.
+
+The defaults look like a staffed center at ``rate_per_min`` 6 with ten agents (about six
+Erlang of talk): most calls answered, most of them within 20 s; a few callers hang up first.
 
 One coroutine per call. Each call draws from its own ``random.Random`` derived from ``seed``,
 so a run is repeatable; ``speed`` compresses time (``speed=100``: a 60 s call lasts 0.6 s)
@@ -57,17 +61,18 @@ class Simulator:
         seed: int = 0,
         speed: float = 1.0,
         queue: str = "support",
-        answer_prob: float = 0.85,
-        ring_time: tuple[float, float] = (2.0, 12.0),
-        talk_time: tuple[float, float] = (15.0, 180.0),
-        patience: tuple[float, float] = (10.0, 60.0),
+        did: str = "+74951234567",
+        answer_prob: float = 0.97,
+        ring_time: tuple[float, float] = (2.0, 8.0),
+        talk_time: tuple[float, float] = (20.0, 100.0),
+        patience: tuple[float, float] = (30.0, 150.0),
         presence_per_hour: float = 6.0,
         offline_time: tuple[float, float] = (30.0, 300.0),
         noise: bool = True,
     ) -> None:
         self.fake = fake
-        self.extensions = list(extensions or [f"{1000 + i}" for i in range(1, 11)])
-        self.rate_per_min, self.speed, self.queue = rate_per_min, speed, queue
+        self.extensions = list(extensions or [f"{2000 + i}" for i in range(1, 11)])
+        self.rate_per_min, self.speed, self.queue, self.did = rate_per_min, speed, queue, did
         self.answer_prob, self.ring_time, self.talk_time = answer_prob, ring_time, talk_time
         self.patience, self.offline_time = patience, offline_time
         self.presence_per_hour, self.noise = presence_per_hour, noise
@@ -128,6 +133,7 @@ class Simulator:
 
     async def _inbound_call(self, rng: random.Random) -> None:
         self.stats["calls"] += 1
+        arrived = self.now()
         number = f"+7900{rng.randrange(10**7):07d}"
         cust1, cust2 = await self._customer_enters(number, rng.choice(NAMES))
         loop = asyncio.get_running_loop()
@@ -150,6 +156,8 @@ class Simulator:
         bridge_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         brg = await self._agent_answers(cust1, legs, winner, bridge_id)
         self.stats["answered"] += 1
+        if self.now() - arrived <= 20:
+            self.stats["answered_within_20s"] += 1
         await self.sleep(rng.uniform(*self.talk_time))
         await self._hang_up(number, cust1, cust2, winner, brg, caller_first=rng.random() < 0.6)
 
@@ -177,16 +185,16 @@ class Simulator:
 
     async def _customer_enters(self, number: str, name: str) -> tuple[Json, Json]:
         """Trace seq 1-22: the pair appears, gets its caller id, the dialplan answers."""
-        cust1, cust2 = self._local_pair(number, "pstn")
+        cust1, cust2 = self._local_pair(self.did, "pstn")
         cust1["dialplan"].update(app_name="AppDial2", app_data="(Outgoing Line)")
         await self._emit("ChannelCreated", channel=cust1)
         await self._emit("ChannelCreated", channel=cust2)
-        await self._device(f"Local/{number}@pstn", "INUSE")
+        await self._device(f"Local/{self.did}@pstn", "INUSE")
         for ch in (cust1, cust2):
             ch["caller"] = caller_id(name, number)
             await self._emit("ChannelCallerId", **PRESENTATION, channel=ch)
         cust1["connected"] = cust2["connected"] = caller_id(name, number)
-        dialstring = f"{number}@pstn"
+        dialstring = f"{self.did}@pstn"
         await self._emit("Dial", dialstatus="", forward="", dialstring=dialstring, peer=cust1)
         for ch in (cust2, cust1):
             ch["state"] = "Up"
@@ -352,7 +360,7 @@ class Simulator:
         for ch in (a1, cust1, cust2):
             await self._emit("ChannelDestroyed", **NORMAL_CLEARING, channel=ch)
         await self._device(f"Custom:{ext}", "NOT_INUSE")
-        await self._device(f"Local/{number}@pstn", "NOT_INUSE")
+        await self._device(f"Local/{self.did}@pstn", "NOT_INUSE")
         await self._device(f"Local/{ext}@agents", "NOT_INUSE")
         await self._emit("BridgeDestroyed", bridge=brg)
         await self._emit("ChannelHangupRequest", cause=16, soft=True, channel=a2)
@@ -379,7 +387,7 @@ class Simulator:
         await self._leave_queue()
         for ch in (cust1, cust2):
             await self._emit("ChannelDestroyed", **NORMAL_CLEARING, channel=ch)
-        await self._device(f"Local/{number}@pstn", "NOT_INUSE")
+        await self._device(f"Local/{self.did}@pstn", "NOT_INUSE")
         for ext, _a1, a2 in legs:
             await self._device(f"Custom:{ext}", "NOT_INUSE")
             await self._device(f"Local/{ext}@agents", "NOT_INUSE")

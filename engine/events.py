@@ -1,6 +1,8 @@
 """What a connector tells the engine: frozen, typed input events (no raw dicts past connectors/).
 
 Every time is the PBX's own event timestamp (timezone-aware), never the time we received it.
+Every PBX event names its ``source`` (the connector that normalized it); ``Call.source`` is the
+source of the events that started the call.
 """
 
 from __future__ import annotations
@@ -42,18 +44,21 @@ class DeviceInfo:
 class ChannelCreated:
     channel: ChannelInfo
     ts: datetime
+    source: str = "ari"      # the PBX source that said it: ari | ami | mango
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelStateChanged:
     channel: ChannelInfo
     ts: datetime
+    source: str = "ari"
 
 
 @dataclass(frozen=True, slots=True)
 class CallerIdChanged:
     channel: ChannelInfo
     ts: datetime
+    source: str = "ari"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,7 @@ class DialUpdated:
     ts: datetime
     caller: ChannelInfo | None = None
     dialstring: str = ""
+    source: str = "ari"
 
     @property
     def caller_id(self) -> str | None:
@@ -77,6 +83,7 @@ class BridgeEntered:
     channel: ChannelInfo
     ts: datetime
     bridge_type: str = "mixing"   # mixing | holding | ...
+    source: str = "ari"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +92,7 @@ class BridgeLeft:
     channel: ChannelInfo
     ts: datetime
     bridge_type: str = "mixing"
+    source: str = "ari"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,7 @@ class ChannelHungUp:
     cause: int | None
     cause_txt: str
     ts: datetime
+    source: str = "ari"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +111,7 @@ class DeviceStateChanged:
     device: str              # PJSIP/1001, Custom:1001, Queue:support_pause_Local/1001@agents, ...
     state: str               # NOT_INUSE | INUSE | BUSY | RINGING | RINGINUSE | ONHOLD | ...
     ts: datetime
+    source: str = "ari"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +120,7 @@ class EndpointStateChanged:
     resource: str
     state: str               # unknown | offline | online
     ts: datetime
+    source: str = "ari"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +131,7 @@ class Resynced:
     endpoints: tuple[EndpointInfo, ...]
     ts: datetime
     devices: tuple[DeviceInfo, ...] = ()   # GET /ari/deviceStates, when the client fetched it
+    source: str = "ari"
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,7 @@ async def pbx_client(app_settings: Settings,
     c = await _client(app_settings, ari_url=fake_asterisk.url, ari_username="ari",
                       ari_password="ari-secret", ari_app="switchboard")
     try:
-        await c.app[SERVICES].pbx["stream"].wait_connected()
+        await c.app[SERVICES].pbx.wait_connected()
         yield c
     finally:
         await c.close()

@@ -527,38 +527,39 @@ async def test_settings_validation(client: TestClient, admin: dict) -> None:
 async def test_enabling_asterisk_reinitialises_the_ari_connection_live(
     client: TestClient, admin: dict, services: Any, fake_asterisk: FakeAsterisk
 ) -> None:
-    assert services.pbx["mode"] == "none" and fake_asterisk.connected_clients == 0
+    assert services.pbx.mode == "none" and fake_asterisk.connected_clients == 0
     ast = {"host": fake_asterisk.host, "port": fake_asterisk.port, "username": "ari",
            "password": "ari-secret", "protocol": "ARI", "timeout": 5, "enabled": True}
     resp = await client.put("/api/admin/settings", headers=admin, json={"asterisk_config": ast})
     assert resp.status == 200
     await fake_asterisk.wait_for_client(1)
-    stream = services.pbx["stream"]
+    stream = services.pbx.sources[0].stream
     async with asyncio.timeout(5):
         await stream.wait_connected()
-    assert services.pbx["mode"] == "ari" and services.ari is not None
-    assert services.pbx["config"].url == fake_asterisk.url
+    assert services.pbx.mode == "ari" and services.pbx.commands is not None
+    assert services.pbx.config is not None and services.pbx.config.url == fake_asterisk.url
     resp = await client.get("/api/admin/system/info", headers=admin)
     assert (await resp.json())["asterisk_connected"] is True
 
     # saving the same connection again does not reconnect
     resp = await client.put("/api/admin/settings", headers=admin,
                             json={"call_recording": True, "asterisk_config": ast})
-    assert resp.status == 200 and services.pbx["stream"] is stream
+    assert resp.status == 200 and services.pbx.sources[0].stream is stream
 
     # wrong password: the connector is re-initialised with it (and cannot get in)
     resp = await client.put("/api/admin/settings", headers=admin,
                             json={"asterisk_config": {"password": "wrong"}})
     assert resp.status == 200
     await eventually(lambda: fake_asterisk.connected_clients == 0)
-    assert services.pbx["stream"] is not stream and services.pbx["config"].password == "wrong"
+    assert services.pbx.sources[0].stream is not stream
+    assert services.pbx.config is not None and services.pbx.config.password == "wrong"
 
     # disabled: back to the configured default (no PBX in this app)
     resp = await client.put("/api/admin/settings", headers=admin,
                             json={"asterisk_config": {"enabled": False}})
     assert resp.status == 200
-    assert services.pbx["mode"] == "none" and "stream" not in services.pbx
-    assert services.ari is None
+    assert services.pbx.mode == "none" and not services.pbx.sources
+    assert services.pbx.commands is None
     resp = await client.get("/api/admin/system/info", headers=admin)
     assert (await resp.json())["asterisk_connected"] is False
 
@@ -577,13 +578,13 @@ async def test_a_stored_enabled_connection_is_used_at_start_up(
     try:
         started = second.app[SERVICES]
         async with asyncio.timeout(5):
-            await started.pbx["stream"].wait_connected()
-        assert started.pbx["mode"] == "ari" and fake_asterisk.connected_clients == 1
-        assert started.pbx["config"].url == fake_asterisk.url
+            await started.pbx.wait_connected()
+        assert started.pbx.mode == "ari" and fake_asterisk.connected_clients == 1
+        assert started.pbx.config is not None and started.pbx.config.url == fake_asterisk.url
     finally:
         await second.close()
     await eventually(lambda: fake_asterisk.connected_clients == 0)
-    assert services.pbx["mode"] == "none"  # the app that was already running did not change
+    assert services.pbx.mode == "none"  # the app that was already running did not change
 
 
 # -- Asterisk connection test -----------------------------------------------------------------

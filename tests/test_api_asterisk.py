@@ -12,7 +12,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
 from api.state import SERVICES, Services
-from connectors.fakes.ari_server import FakeAsterisk, channel, event
+from connectors.fakes.ari_server import FakeAsterisk, channel, device_state, endpoint, event
 from engine.events import OperatorProvisioned
 from storage.queues import Queues
 from tests.helpers import ensure_user, login
@@ -256,6 +256,8 @@ async def test_originate(pbx: Pbx) -> None:
     assert out["success"] is True and out["channel_id"] in pbx.fake.channels
     assert out["state"] == "Down" and out["name"].startswith("PJSIP/1001-")
     sent = pbx.requests("POST", "/ari/channels")[-1].query
+    # the channel id is ours, so the source knows the dialled number before the first frame
+    assert sent.pop("channelId") == out["channel_id"] and out["channel_id"].startswith("sb-")
     assert sent == {"endpoint": "PJSIP/1001", "context": "internal",
                     "extension": "79001234567", "priority": "1", "timeout": "30"}
 
@@ -264,10 +266,10 @@ async def test_originate(pbx: Pbx) -> None:
                                  json=own)
     assert resp.status == 200
     before = len(pbx.fake.requests)
-    for endpoint in ("PJSIP/3102", "PJSIP/1001", "Local/3101@agents", "PJSIP/31011"):
+    for target in ("PJSIP/3102", "PJSIP/1001", "Local/3101@agents", "PJSIP/31011"):
         resp = await pbx.client.post("/api/asterisk/originate", headers=pbx.headers("op_a"),
-                                     json=dict(body, endpoint=endpoint))
-        assert resp.status == 403, endpoint
+                                     json=dict(body, endpoint=target))
+        assert resp.status == 403, target
         assert (await resp.json())["field"] == "endpoint"
     assert len(pbx.fake.requests) == before
 
@@ -287,3 +289,78 @@ async def test_originate(pbx: Pbx) -> None:
                                  json=body)
     assert resp.status == 400
     assert (await resp.json())["code"] == "AST_007"
+
+
+async def test_asterisk_own_error_text_reaches_the_user(pbx: Pbx) -> None:
+    """Real Asterisk answers an originate to an endpoint it cannot dial with 500
+    {"error": "Allocation failed"}: that is Asterisk refusing, not Asterisk being down."""
+    body = {"endpoint": "PJSIP/nowhere", "extension": "79001234567"}
+    pbx.fake.script_response("POST", "/channels", 500, {"error": "Allocation failed"})
+    resp = await pbx.client.post("/api/asterisk/originate", headers=pbx.headers("admin"),
+                                 json=body)
+    err = await resp.json()
+    assert (resp.status, err["code"], err["detail"]) == (502, "AST_008", "Allocation failed")
+    assert err["type"] == "upstream_error"
+    pbx.fake.script_response("POST", "/channels", 503, {"message": "Asterisk is booting"})
+    resp = await pbx.client.post("/api/asterisk/originate", headers=pbx.headers("admin"),
+                                 json=body)
+    err = await resp.json()
+    assert (resp.status, err["code"], err["detail"]) == (503, "AST_004", "Asterisk is booting")
+
+
+async def test_an_originated_call_records_the_number_dialled(pbx: Pbx) -> None:
+    """The originated channel starts at the operator's own extension (real ARI); the record
+    still says the number dialled, and which source said so."""
+    resp = await pbx.client.post("/api/asterisk/originate", headers=pbx.headers("op_a"),
+                                 json={"endpoint": "PJSIP/3101", "extension": "79001234567",
+                                       "context": "internal"})
+    assert resp.status == 200, await resp.text()
+    channel_id = (await resp.json())["channel_id"]
+    assert pbx.fake.channels[channel_id]["dialplan"]["exten"] == "3101"  # as Asterisk has it
+    await pbx.settle()
+    call = pbx.services.engine.call_for_channel(channel_id)
+    assert call is not None
+    assert (call.direction.value, call.caller_number, call.called_number, call.source) == (
+        "outbound", "3101", "79001234567", "ari")
+    await pbx.services.records.flush()
+    row = await pbx.services.pool.fetchrow(
+        "SELECT called_number, caller_number, source FROM calls WHERE id = $1::uuid", call.id)
+    assert row is not None and dict(row) == {"called_number": "79001234567",
+                                             "caller_number": "3101", "source": "ari"}
+    resp = await pbx.client.post(f"/api/asterisk/channels/{channel_id}/hangup",
+                                 headers=pbx.headers("admin"))
+    assert resp.status == 200
+
+
+async def test_extension_states_agree_with_the_operator_view(pbx: Pbx) -> None:
+    """As on a real queue, the agents' phones (PJSIP/<ext>) keep NOT_INUSE in ARI while their
+    queue legs ring and talk: the views follow the engine, like /api/operators/."""
+    for ext in EXTENSIONS.values():
+        await pbx.fake.emit(event("EndpointStateChange", endpoint=endpoint("PJSIP", ext)))
+        await pbx.fake.emit(event("DeviceStateChanged",
+                                  device_state=device_state(f"PJSIP/{ext}", "NOT_INUSE")))
+    admin = pbx.headers("admin")
+
+    async def states() -> tuple[str, str, str]:
+        realtime = await (await pbx.client.get("/api/asterisk/realtime-data",
+                                               headers=admin)).json()
+        in_realtime = {e["name"]: e["state"] for e in realtime["extensions"]}
+        extensions = await (await pbx.client.get("/api/asterisk/extensions",
+                                                 headers=admin)).json()
+        in_extensions = {e["extension"]: e["state"] for e in extensions}
+        operators = await (await pbx.client.get("/api/operators/", headers=admin)).json()
+        items = operators["items"] if isinstance(operators, dict) else operators
+        status = next(o["status"] for o in items if o["extension"] == "3101")
+        return in_realtime["PJSIP/3101"], in_extensions["3101"], status
+
+    customer, legs = await pbx.ringing_call("op_a")
+    realtime, listed, _status = await states()
+    assert realtime == listed == "RINGING"
+    await pbx.answered_by(customer, legs["op_a"])
+    assert await states() == ("INUSE", "INUSE", "busy")
+    for channel_id in (customer, legs["op_a"]):
+        resp = await pbx.client.post(f"/api/asterisk/channels/{channel_id}/hangup",
+                                     headers=admin)
+        assert resp.status == 200
+    await pbx.settle()
+    assert await states() == ("NOT_INUSE", "NOT_INUSE", "online")

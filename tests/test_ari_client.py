@@ -16,6 +16,7 @@ from connectors.ari.errors import (
     AriAuthFailed,
     AriBadRequest,
     AriError,
+    AriFailed,
     AriTimeout,
     AriUnavailable,
     ChannelConflict,
@@ -108,7 +109,10 @@ async def test_originate(fake: FakeAsterisk, client: AriClient) -> None:
     )
     assert ch["state"] == "Down" and ch["name"].startswith("PJSIP/1001-")
     assert ch["caller"] == {"name": "Op", "number": "1001"}
-    assert fake.sent[-1]["type"] == "ChannelCreated"
+    # like Asterisk: created at the phone's own extension, then dialled with no caller
+    assert [f["type"] for f in fake.sent[-2:]] == ["ChannelCreated", "Dial"]
+    assert fake.sent[-2]["channel"]["dialplan"]["exten"] == "1001"
+    assert "caller" not in fake.sent[-1] and fake.sent[-1]["peer"]["id"] == ch["id"]
     req = fake.requests[-1]
     assert (req.method, req.path) == ("POST", "/ari/channels")
     assert req.query == {
@@ -341,14 +345,32 @@ async def test_failing_on_frame_is_counted_and_stream_goes_on(
 async def test_second_socket_for_same_app_replaces_first(
     fake: FakeAsterisk, config: AriConfig
 ) -> None:
+    """ApplicationReplaced: the first stream says it is deaf and why, logs it, and takes the app
+    back after its own backoff (the newer client is then replaced in turn)."""
     first: list[dict[str, Any]] = []
-    one, two = stream_for(config, first, backoff_initial=5.0), stream_for(config, [])
+    one = stream_for(config, first, replaced_backoff=0.3)
+    two = stream_for(config, [], replaced_backoff=60.0)
     one.start()
     try:
         await asyncio.wait_for(one.wait_connected(), 3)
+        assert one.reason is None
         two.start()
         await asyncio.wait_for(two.wait_connected(), 3)
-        await until(lambda: any(f["type"] == "ApplicationReplaced" for f in first))
+        await until(lambda: one.stats["replaced"] == 1)
+        assert not one.connected
+        assert one.reason is not None and "ApplicationReplaced" in one.reason
+        assert APP in one.reason
+        assert not any(f["type"] == "ApplicationReplaced" for f in first)  # not an engine event
+        await until(lambda: two.stats["replaced"] == 1)  # one took the app back
+        await asyncio.wait_for(one.wait_connected(), 3)
+        assert one.reason is None and not two.connected
     finally:
         await one.stop()
         await two.stop()
+
+
+async def test_asterisk_error_text_is_kept(fake: FakeAsterisk, client: AriClient) -> None:
+    fake.script_response("POST", "/ari/channels", 500, {"error": "Allocation failed"})
+    with pytest.raises(AriFailed, match=r"^Allocation failed$") as raised:
+        await client.originate("PJSIP/nowhere", extension="100")
+    assert raised.value.code == "AST_008"

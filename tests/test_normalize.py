@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from connectors.ari.normalize import MalformedFrame, normalize, normalize_resync, parse_timestamp
+from connectors.ari.normalize import (
+    AriNormalizer,
+    AriSnapshot,
+    MalformedFrame,
+    normalize,
+    normalize_resync,
+    parse_timestamp,
+)
+from connectors.clean import LIMITS, clean_text
 from engine.events import (
     BridgeEntered,
     BridgeLeft,
@@ -160,3 +168,51 @@ def test_every_trace_frame_normalizes() -> None:
     assert counts["DialUpdated"] == 9
     assert counts["BridgeEntered"] == counts["BridgeLeft"] == 2
     assert counts["None"] > 100
+
+
+# -- untrusted text and the source tag ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "kind", "clean"), [
+    ("Иван Петров", "name", "Иван Петров"),
+    ("Bad\x00Name", "name", "BadName"),
+    ("tab\there\r\nnew\x1b[31mred\x7f\x85", "name", "tabherenew[31mred"),
+    ("9" * 1000, "number", "9" * LIMITS["number"]),
+    ("\x00" * 10 + "x" * 1000, "name", "x" * LIMITS["name"]),
+    ("=HYPERLINK(\"x\")", "name", "=HYPERLINK(\"x\")"),   # CSV is the export's concern
+])
+def test_clean_text(raw: str, kind: str, clean: str) -> None:
+    assert clean_text(raw, kind) == clean
+
+
+def test_every_kept_string_is_cleaned_and_counted() -> None:
+    dirty = dict(CHANNEL, id="17.1\x00", name="PJSIP/1001-01\x00",
+                 caller={"name": "Bad\x00Name", "number": "+7900\x001" + "2" * 500},
+                 dialplan={"context": "in\x01coming", "exten": "2\x0000"})
+    normalizer = AriNormalizer()
+    event = normalizer.event(frame("ChannelCreated", channel=dirty))
+    assert isinstance(event, ChannelCreated)
+    ch = event.channel
+    assert (ch.id, ch.name, ch.caller_name, ch.context, ch.exten) == (
+        "17.1", "PJSIP/1001-01", "BadName", "incoming", "200")
+    assert ch.caller_number == ("+79001" + "2" * 500)[:LIMITS["number"]]
+    assert normalizer.stats == {"cleaned:id": 2, "cleaned:name": 1, "cleaned:number": 2,
+                                "cleaned:text": 1}
+    hung = normalizer.event(frame("ChannelDestroyed", channel=CHANNEL, cause=16,
+                                  cause_txt="Normal\x00 Clearing"))
+    assert isinstance(hung, ChannelHungUp) and hung.cause_txt == "Normal Clearing"
+
+
+def test_events_carry_their_source_into_the_call() -> None:
+    """Call.source is the source of the events that started it (not a constant)."""
+    from engine.effects import CallStarted
+    from engine.machine import Engine
+
+    normalizer = AriNormalizer(source="ami")  # any source name: the tag travels through
+    ringing = dict(CHANNEL, name="PJSIP/trunk-01", state="Ring")
+    event = normalizer.event(frame("ChannelCreated", channel=ringing))
+    assert event is not None and event.source == "ami"
+    started = [e for e in Engine([]).handle(event) if isinstance(e, CallStarted)]
+    assert [e.call.source for e in started] == ["ami"]
+    resync = normalizer.resync(AriSnapshot([], []), datetime.now(UTC))
+    assert resync.source == "ami"

@@ -294,7 +294,7 @@ async def test_operator_goes_offline_and_back(live: Live) -> None:
 
 async def test_call_that_ends_while_disconnected_is_ended_by_resync(live: Live) -> None:
     admin = await live.dashboard("admin", ADMIN_PASSWORD)
-    stream = live.services.pbx["stream"]
+    stream = live.services.pbx.sources[0].stream
     customer = await _customer_call(live.fake, "r1", "+79005550002")
     await live.settle()
     assert [t for t, _ in await admin.collect()] == ["call_started"]
@@ -328,7 +328,8 @@ async def test_malformed_frames_are_counted_and_harmless(live: Live) -> None:
     await _customer_call(live.fake, "x1", "+79005550003")
     await live.settle()
     assert [t for t, _ in await admin.collect()] == ["call_started"]
-    stream, ingest = live.services.pbx["stream"], live.services.pbx["ingest"]
+    source = live.services.pbx.sources[0]
+    stream, ingest = source.stream, source
     assert stream.stats["malformed_json"] >= 1 and stream.stats["not_object"] >= 1
     assert sum(v for k, v in ingest.stats.items() if k.startswith("malformed:")) >= 1
     assert ingest.stats["ignored"] >= 1

@@ -42,7 +42,7 @@ async def isolated(app_settings: Settings, pg_admin_url: str,
                                ari_username="ari", ari_password="ari-secret",
                                ari_app="switchboard")
         try:
-            await client.app[SERVICES].pbx["stream"].wait_connected()
+            await client.app[SERVICES].pbx.wait_connected()
             yield client
         finally:
             await client.close()

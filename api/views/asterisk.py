@@ -1,11 +1,16 @@
-"""/api/asterisk: what the PBX says now, and call commands over ARI (seed 001, Asterisk).
+"""/api/asterisk: what the PBX says now, and call commands (seed 001, Asterisk), through the
+PBX connection's ``Commands`` (``connectors/source.py``; ARI today).
 
-Every endpoint needs the ARI connector: without one (no PBX configured) it answers 503 AST_004.
-ARI failures map through their codes: unknown channel 404 AST_005, a channel that cannot take
-the command (not in Stasis, wrong state, duplicate id) 409 AST_006, bad parameters 400 AST_003,
-Asterisk down 503 AST_004, no answer in time 504 AST_001.
+Every endpoint needs a PBX: without one (none configured) it answers 503 AST_004.
+PBX failures map through their codes: unknown channel 404 AST_005, a channel that cannot take
+the command (not in Stasis, wrong state, duplicate id) 409 AST_006, bad parameters 400 AST_007,
+Asterisk could not do it (its own reason, e.g. "Allocation failed") 502 AST_008, Asterisk down
+503 AST_004, no answer in time 504 AST_001.
 
-* ``extensions``: ``GET /ari/endpoints`` + ``GET /ari/deviceStates``. ARI does not show PJSIP
+* ``extensions`` and the ``extensions`` of ``realtime-data``: the PBX's endpoints; the state of
+  an operator's extension is what the engine knows of that operator (on a call INUSE, ringing
+  RINGING, unreachable UNAVAILABLE: ``service.pbx.device_state_of``), so it agrees with
+  /api/operators; other extensions keep the PBX's device state. ARI does not show PJSIP
   contacts: ``contact_status`` is derived from the endpoint state (online -> ``Reachable``,
   offline -> ``Unavailable``), ``contact_uri`` is null, ``last_seen`` is the engine's last
   activity of the operator with that extension (null if none).
@@ -23,7 +28,6 @@ Asterisk down 503 AST_004, no answer in time 504 AST_001.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field
@@ -35,9 +39,8 @@ from api.routing import Route
 from api.state import SERVICES, Services, current_user
 from api.views.operators import today_start
 from api.views.queues import queue_calls
-from connectors.ari.client import AriClient
 from connectors.ari.errors import AriUnavailable
-from connectors.ari.normalize import MalformedFrame, channel_info, endpoint_info
+from connectors.source import Commands, ExtensionState, OriginateRequest
 from engine.model import Call, CallStatus
 from engine.roles import STAFF, Role
 from storage.queues import Queues
@@ -54,11 +57,16 @@ class NoAri(AriUnavailable):
     default_message = "Asterisk ARI is not configured"
 
 
-def ari_of(request: web.Request) -> AriClient:
-    ari = request.app[SERVICES].ari
-    if ari is None:
+def commands_of(request: web.Request) -> Commands:
+    commands = request.app[SERVICES].pbx.commands
+    if commands is None:
         raise NoAri()
-    return ari
+    return commands
+
+
+async def _extensions(services: Services) -> list[ExtensionState]:
+    """The PBX's extensions, device states as the engine sees their operators."""
+    return await services.pbx.extensions(services.engine.operators())
 
 
 # -- reads ------------------------------------------------------------------------------------
@@ -73,43 +81,18 @@ class ExtensionOut(BaseModel):
     last_seen: str | None
 
 
-def _device_state(raw_endpoint: dict[str, Any], state: str, devices: dict[str, str]) -> str:
-    """The device state of an endpoint; derived from the endpoint when ARI has none."""
-    name = f"{raw_endpoint.get('technology')}/{raw_endpoint.get('resource')}"
-    if name in devices:
-        return devices[name]
-    if state == "online":
-        return "INUSE" if raw_endpoint.get("channel_ids") else "NOT_INUSE"
-    return "UNAVAILABLE" if state == "offline" else "UNKNOWN"
-
-
-async def _endpoints(ari: AriClient) -> list[tuple[Any, str]]:
-    """(EndpointInfo, device state) for every endpoint ARI lists."""
-    raw_endpoints = await ari.endpoints()
-    devices = {d["name"]: d["state"] for d in await ari.device_states()
-               if isinstance(d, dict) and isinstance(d.get("name"), str)}
-    out = []
-    for raw in raw_endpoints:
-        try:
-            info = endpoint_info(raw)
-        except MalformedFrame:
-            continue
-        out.append((info, _device_state(raw, info.state, devices)))
-    return out
-
-
 async def extensions(request: web.Request) -> web.Response:
-    ari = ari_of(request)
+    commands_of(request)
     services = request.app[SERVICES]
     last_seen = {op.extension: op.last_activity for op in services.engine.operators()}
     items = [{
-        "extension": info.resource,
-        "technology": info.technology,
-        "state": state,
-        "contact_status": CONTACT_STATUS.get(info.state, "Unknown"),
+        "extension": ext.resource,
+        "technology": ext.technology,
+        "state": ext.device_state,
+        "contact_status": CONTACT_STATUS.get(ext.registration, "Unknown"),
         "contact_uri": None,
-        "last_seen": iso(last_seen.get(info.resource)),
-    } for info, state in await _endpoints(ari)]
+        "last_seen": iso(last_seen.get(ext.resource)),
+    } for ext in await _extensions(services)]
     return json_response(items)
 
 
@@ -135,10 +118,10 @@ class AsteriskQueueOut(BaseModel):
 
 
 async def asterisk_queues(request: web.Request) -> web.Response:
-    ari = ari_of(request)
+    commands_of(request)
     services = request.app[SERVICES]
-    interfaces = {info.resource: (f"{info.technology}/{info.resource}", state)
-                  for info, state in await _endpoints(ari)}
+    interfaces = {ext.resource: (ext.name, ext.device_state)
+                  for ext in await _extensions(services)}
     repo = Queues(services.pool)
     since = today_start()
     day, taken = await repo.day_figures(since), await repo.member_figures(since)
@@ -182,29 +165,20 @@ def _class(technology: str) -> str:
 
 
 async def realtime_data(request: web.Request) -> web.Response:
-    ari = ari_of(request)
+    commands = commands_of(request)
     services = request.app[SERVICES]
-    info = await ari.asterisk_info()
-    raw_channels = await ari.channels()
+    version = await commands.version()
     now = datetime.now(UTC)
-    channels = []
-    for raw in raw_channels:
-        try:
-            ch = channel_info(raw)
-        except MalformedFrame:
-            continue
-        channels.append({"id": ch.id, "name": ch.name, "state": ch.state,
-                         "caller_number": ch.caller_number,
-                         "duration": _duration(ch.created, now)})
-    stream = services.pbx.get("stream")
-    version = (info.get("system") or {}).get("version")
+    channels = [{"id": ch.id, "name": ch.name, "state": ch.state,
+                 "caller_number": ch.caller_number, "duration": _duration(ch.created, now)}
+                for ch in await commands.channels()]
     return json_response({
-        "connected": bool(stream.connected) if stream is not None else True,
+        "connected": services.pbx.connected,
         "asterisk_version": version,
         "active_channels": len(channels),
         "active_calls": len(services.engine.active_calls()),
-        "extensions": [{"name": f"{e.technology}/{e.resource}", "state": state,
-                        "class": _class(e.technology)} for e, state in await _endpoints(ari)],
+        "extensions": [{"name": ext.name, "state": ext.device_state,
+                        "class": _class(ext.technology)} for ext in await _extensions(services)],
         "channels": channels,
         "timestamp": iso(now),
     })
@@ -263,22 +237,22 @@ async def _check_channel(request: web.Request, channel_id: str) -> None:
 
 async def answer(request: web.Request) -> web.Response:
     channel_id = request.match_info["channel_id"]
-    ari = ari_of(request)
+    commands = commands_of(request)
     await _check_channel(request, channel_id)
-    await ari.answer(channel_id)
+    await commands.answer(channel_id)
     return json_response({"success": True, "channel_id": channel_id})
 
 
 async def hangup(request: web.Request) -> web.Response:
     channel_id = request.match_info["channel_id"]
-    ari = ari_of(request)
+    commands = commands_of(request)
     await _check_channel(request, channel_id)
-    await ari.hangup(channel_id)
+    await commands.hangup(channel_id)
     return json_response({"success": True, "channel_id": channel_id})
 
 
 async def originate(request: web.Request) -> web.Response:
-    ari = ari_of(request)
+    commands = commands_of(request)
     body = await parse_body(request, OriginateBody)
     services = request.app[SERVICES]
     if current_user(request)["role"] == Role.OPERATOR:
@@ -287,10 +261,9 @@ async def originate(request: web.Request) -> web.Response:
         if tech.upper() not in OPERATOR_TECHS or resource != ext:
             raise Forbidden("Operators may originate only from their own endpoint",
                             field="endpoint")
-    channel = await ari.originate(body.endpoint, extension=body.extension, context=body.context,
-                                  priority=body.priority, timeout=body.timeout,
-                                  caller_id=body.caller_id)
-    ch = channel_info(channel)
+    ch = await commands.originate(OriginateRequest(
+        body.endpoint, body.extension, context=body.context, priority=body.priority,
+        timeout=body.timeout, caller_id=body.caller_id))
     return json_response({"success": True, "channel_id": ch.id, "name": ch.name,
                           "state": ch.state})
 

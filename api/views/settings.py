@@ -5,7 +5,7 @@
   answered as ``"********"`` when one is stored, ``null`` when none. A PUT is partial (missing
   fields keep their value); a password of ``null`` or ``"********"`` keeps the stored one, ``""``
   clears it. A PUT that changes the effective ARI connection (enable/disable, host, port,
-  credentials, timeout) re-initialises the ARI connector at once (``api.pbx.reconfigure``);
+  credentials, timeout) re-initialises the ARI connector at once (``PbxConnection.reconfigure``);
   disabling goes back to the configured default (``SWITCHBOARD_ARI_URL``, simulator or none).
   When enabled, the stored connection also wins at start-up.
 * ``settings/asterisk/test`` always answers HTTP 200 with the seed's body: ``success`` true or
@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime
 from typing import Any, Literal
@@ -24,13 +23,13 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, Field, field_validator
 
-from api import pbx
 from api.crypto import SecretBox, SecretUnreadable, secret_box
 from api.errors import json_response
 from api.http import invalid_field, parse_body, to_json
 from api.routing import Route
 from api.state import SERVICES, Services, current_user
-from connectors.ari.client import AriClient, AriConfig
+from connectors.ari.client import AriConfig
+from connectors.ari.commands import probe
 from connectors.ari.errors import AriAuthFailed, AriError, AriTimeout
 from engine.roles import Role
 from storage.settings import SystemSettingsStore
@@ -220,8 +219,7 @@ async def put_settings(request: web.Request) -> web.Response:
     app = services.settings.ari_app
     store = SystemSettingsStore(services.pool)
     user_id = str(current_user(request)["id"])
-    lock: asyncio.Lock = services.pbx.setdefault("settings_lock", asyncio.Lock())
-    async with lock:  # the stored and the live connection change together, in order
+    async with services.pbx.settings_lock:  # the stored and the live connection, in order
         new_effective: dict[str, Any] = {}
 
         def change(current: dict[str, Any]) -> dict[str, Any]:
@@ -235,8 +233,8 @@ async def put_settings(request: web.Request) -> web.Response:
         old, new = await store.update(change, user_id)
         old_ari = _ari_config(_effective(old.data), box, app)
         new_ari = _ari_config(new_effective, box, app)
-        if new_ari != old_ari or (new_ari is not None and services.pbx.get("config") != new_ari):
-            await pbx.reconfigure(services, new_ari)
+        if new_ari != old_ari or (new_ari is not None and services.pbx.config != new_ari):
+            await services.pbx.reconfigure(new_ari)
     return json_response(_settings_json(new_effective, new.updated_by, new.updated_at))
 
 
@@ -321,18 +319,6 @@ def _test_failure(body: AsteriskTestBody, exc: AriError) -> dict[str, Any]:
     }
 
 
-def _system_name(info: dict[str, Any]) -> str:
-    config = info.get("config") if isinstance(info.get("config"), dict) else {}
-    build = info.get("build") if isinstance(info.get("build"), dict) else {}
-    system = info.get("system") if isinstance(info.get("system"), dict) else {}
-    if config.get("name"):
-        return str(config["name"])
-    parts = [str(build[k]) for k in ("os", "machine") if build.get(k)]
-    where = f" on {' '.join(parts)}" if parts else ""
-    entity = f" ({system['entity_id']})" if system.get("entity_id") else ""
-    return f"Asterisk{where}{entity}"
-
-
 async def test_asterisk(request: web.Request) -> web.Response:
     """Really connect: ``GET /ari/asterisk/info`` with these settings and timeout."""
     body = await parse_body(request, AsteriskTestBody)
@@ -345,20 +331,15 @@ async def test_asterisk(request: web.Request) -> web.Response:
     config = AriConfig(_ari_url(body.host, body.port), body.username, password,
                        services.settings.ari_app, float(body.timeout))
     try:
-        async with AriClient(config) as client:
-            info = await client.asterisk_info()
-        system = info.get("system") if isinstance(info, dict) else None
-        version = system.get("version") if isinstance(system, dict) else None
-        if not isinstance(version, str) or not version:
-            raise AriError("the answer of /asterisk/info has no system.version: not ARI?")
+        found = await probe(config)
     except AriError as exc:
         return json_response(_test_failure(body, exc))
     return json_response({
         "success": True,
-        "message": f"Успешное подключение к Asterisk {version}",
+        "message": f"Успешное подключение к Asterisk {found.version}",
         "data": {
-            "asterisk_version": version,
-            "system": _system_name(info),
+            "asterisk_version": found.version,
+            "system": found.system,
             "connection_details": {"host": body.host, "port": body.port,
                                    "protocol": body.protocol, "status": "Connected"},
         },

@@ -1,7 +1,8 @@
 """/api/admin/system/info (seed 001, Администрирование), admin only.
 
 ``calls_today`` counts calls whose start is at or after 00:00 UTC today; ``asterisk_connected`` is
-the live ARI events socket (also true for the built-in simulator).
+true when every running PBX source hears its PBX (the built-in simulator included); false with
+none, or when one is down or was replaced by another client (``ApplicationReplaced``).
 """
 
 from __future__ import annotations
@@ -52,12 +53,11 @@ async def system_info(request: web.Request) -> web.Response:
         users = await services.users.count()
         operators = await services.users.count_operators()
         calls_today = await calls_since(services.pool, today)
-    stream = services.pbx.get("stream")
     return json_response({
         "users": users,
         "operators": operators,
         "calls_today": calls_today,
-        "asterisk_connected": bool(stream is not None and stream.connected),
+        "asterisk_connected": services.pbx.connected,
         "database_status": "connected" if db_ok else "disconnected",
         "uptime": format_uptime(time.time() - services.started_at),
     })

@@ -3,6 +3,13 @@
 ``AriClient`` maps HTTP failures to the domain errors of ``connectors.ari.errors``;
 ``AriEventStream`` keeps the events WebSocket up (reconnect with backoff), calls a resync hook
 after every connect and hands parsed frames to a callback. Nothing here knows about the engine.
+
+``ApplicationReplaced`` (another client registered the same ARI app: Asterisk keeps one socket
+per app, the newest wins) is not a frame to pass on: the stream is no longer fed, so it says so
+(``connected`` false, ``reason``, an ERROR in the log) and reconnects after ``replaced_backoff``
+seconds, doubling up to ``replaced_max``. Reconnecting takes the app back, so two instances on
+one app would flap slowly, each one resyncing on its turn, rather than one staying deaf for good
+after a deploy or a stray test client; the log and the status name the cause either way.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from connectors.ari.errors import (
     AriBadConfig,
     AriBadRequest,
     AriError,
+    AriFailed,
     AriTimeout,
     AriUnavailable,
     ChannelConflict,
@@ -64,13 +72,16 @@ def _basic_auth(username: str, password: str) -> str:
 
 
 def _message(body: bytes, fallback: str) -> str:
-    """The ``message`` of an ARI error body, or ``fallback`` when there is none."""
+    """The ``message`` (or ``error``, as some modules answer) of an ARI error body, else
+    ``fallback``."""
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         return body.decode("utf-8", "replace")[:200] or fallback
-    if isinstance(data, dict) and isinstance(data.get("message"), str):
-        return data["message"]
+    if isinstance(data, dict):
+        for key in ("message", "error"):
+            if isinstance(data.get(key), str) and data[key]:
+                return str(data[key])[:200]
     return fallback
 
 
@@ -115,16 +126,21 @@ class AriClient:
     # -- REST calls ---------------------------------------------------------------------------
 
     async def asterisk_info(self) -> Json:
-        return await self._request("GET", "/asterisk/info")
+        answer: Json = await self._request("GET", "/asterisk/info")
+        return answer
 
     async def ping(self) -> Json:
-        return await self._request("GET", "/asterisk/ping")
+        answer: Json = await self._request("GET", "/asterisk/ping")
+        return answer
 
     async def channels(self) -> list[Json]:
-        return await self._request("GET", "/channels")
+        answer: list[Json] = await self._request("GET", "/channels")
+        return answer
 
     async def channel(self, channel_id: str) -> Json:
-        return await self._request("GET", f"/channels/{quote(channel_id, safe='')}", channel=True)
+        path = f"/channels/{quote(channel_id, safe='')}"
+        answer: Json = await self._request("GET", path, channel=True)
+        return answer
 
     async def answer(self, channel_id: str) -> None:
         path = f"/channels/{quote(channel_id, safe='')}/answer"
@@ -163,13 +179,16 @@ class AriClient:
             params["callerId"] = caller_id
         if channel_id is not None:
             params["channelId"] = channel_id
-        return await self._request("POST", "/channels", params=params, channel=True)
+        answer: Json = await self._request("POST", "/channels", params=params, channel=True)
+        return answer
 
     async def endpoints(self) -> list[Json]:
-        return await self._request("GET", "/endpoints")
+        answer: list[Json] = await self._request("GET", "/endpoints")
+        return answer
 
-    async def device_states(self) -> list[Json]:
-        return await self._request("GET", "/deviceStates")
+    async def device_states(self) -> list[Json]:  # GET /ari/deviceStates
+        answer: list[Json] = await self._request("GET", "/deviceStates")
+        return answer
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -217,7 +236,11 @@ class AriClient:
             return AriBadRequest(_message(body, "Bad request"))
         if status in (409, 412):
             return ChannelConflict(_message(body, "Channel conflict"))
-        if status >= 500:
+        if status == 500:
+            # Asterisk is up but could not do it (originate to an undialable endpoint:
+            # {"error": "Allocation failed"}): its own words, not "unavailable".
+            return AriFailed(_message(body, f"HTTP {status}"))
+        if status > 500:
             return AriUnavailable(_message(body, f"HTTP {status}"))
         return AriError(f"HTTP {status}: {_message(body, 'unexpected answer')}")
 
@@ -238,6 +261,8 @@ class AriEventStream:
         *,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        replaced_backoff: float = 30.0,
+        replaced_max: float = 600.0,
         heartbeat: float = 10.0,
         stable_after: float = 10.0,
         log_every: int = 1000,
@@ -248,12 +273,15 @@ class AriEventStream:
         self._on_connect = on_connect
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
+        self._replaced_backoff = replaced_backoff
+        self._replaced_max = replaced_max
         self._heartbeat = heartbeat
         self._stable_after = stable_after  # an up-time this long resets the backoff
         self._log_every = log_every
         self._rng = rng or random.Random()
         self.stats: Counter[str] = Counter()
         self.connected = False
+        self.reason: str | None = "not connected yet"  # why not connected; None when connected
         self._connected_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._up_since: float | None = None  # loop time the current connection went live
@@ -284,27 +312,39 @@ class AriEventStream:
     async def run(self) -> None:
         """Connect, serve, reconnect with exponential backoff and full jitter; until cancelled."""
         loop = asyncio.get_running_loop()
-        attempt = 0
+        attempt = replaced = 0
         async with AriClient(self.config) as client:
             while True:
                 self._up_since = None
                 try:
                     await self._serve(client)
                     log.warning("ARI events socket closed by the server")
+                    self.reason = "the events socket was closed by Asterisk"
                 except asyncio.CancelledError:
                     raise
+                except ApplicationReplaced:
+                    self._set_connected(False)
+                    wait = min(self._replaced_max, self._replaced_backoff * 2 ** min(replaced, 10))
+                    replaced += 1
+                    self.stats["replaced"] += 1
+                    self.reason = (f"another client registered ARI application {self.config.app!r}"
+                                   f" (ApplicationReplaced); taking it back in {wait:.0f} s")
+                    log.error("ARI events socket: %s", self.reason)
+                    await asyncio.sleep(wait)
+                    continue
                 except Exception as exc:
                     self.stats["connect_failures" if self._up_since is None else "errors"] += 1
                     if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status in (401, 403):
                         self.stats["auth_failures"] += 1
-                    log.warning("ARI events socket failed: %s", _describe(exc))
+                    self.reason = _describe(exc)
+                    log.warning("ARI events socket failed: %s", self.reason)
                 finally:
                     self._set_connected(False)
                 if (
                     self._up_since is not None
                     and loop.time() - self._up_since >= self._stable_after
                 ):
-                    attempt = 0
+                    attempt = replaced = 0
                 cap = min(self._backoff_max, self._backoff_initial * 2 ** min(attempt, 30))
                 attempt += 1
                 await asyncio.sleep(self._rng.uniform(0, cap))
@@ -369,6 +409,8 @@ class AriEventStream:
         if not isinstance(frame.get("type"), str):
             self._bad("missing_type", msg.data)
             return
+        if frame["type"] == "ApplicationReplaced":
+            raise ApplicationReplaced()
         self.stats["frames"] += 1
         try:
             result = self._on_frame(frame)
@@ -392,9 +434,14 @@ class AriEventStream:
     def _set_connected(self, up: bool) -> None:
         self.connected = up
         if up:
+            self.reason = None
             self._connected_event.set()
         else:
             self._connected_event.clear()
+
+
+class ApplicationReplaced(Exception):
+    """Asterisk gave our app to another client: this socket will get no more events."""
 
 
 def _describe(exc: BaseException) -> str:

@@ -2,7 +2,8 @@
 status. AST_001 timeout, AST_002 authentication, AST_003 bad configuration, AST_004 Asterisk
 unavailable, AST_005 channel not found, AST_006 channel conflict (the operation does not fit the
 channel's current situation, e.g. "Channel not in Stasis application", or a duplicate channel id
-on originate), AST_007 Asterisk refused the request's parameters.
+on originate), AST_007 Asterisk refused the request's parameters, AST_008 Asterisk could not do
+it (HTTP 500 with its own reason, e.g. "Allocation failed" for an endpoint it cannot dial).
 """
 
 from __future__ import annotations
@@ -45,3 +46,7 @@ class ChannelNotFound(AriError):
 
 class ChannelConflict(AriError):
     code, default_message = "AST_006", "Channel is not in a state that allows this operation"
+
+
+class AriFailed(AriError):
+    code, default_message = "AST_008", "Asterisk could not carry out the request"

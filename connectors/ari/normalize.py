@@ -3,15 +3,20 @@
 ``normalize`` returns None for noise (``ChannelVarset``, ``ChannelDialplan``, ...) and for types
 the engine does not use; it raises ``MalformedFrame`` when a frame we use lacks what we need
 (no ``channel.id``, no parseable ``timestamp``, ...). Unknown and missing optional keys are
-tolerated.
+tolerated. Every string kept is cleaned (``connectors/clean.py``: no control characters, cut to
+a documented length) and counted in ``AriNormalizer.stats``; every event is tagged with the
+normalizer's ``source``.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.clean import Cleaner
 from engine.events import (
     BridgeEntered,
     BridgeLeft,
@@ -49,48 +54,11 @@ def parse_timestamp(value: object) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def _str(value: object) -> str:
-    return value if isinstance(value, str) else ""
+_Handler = Callable[["AriNormalizer", Mapping[str, Any], datetime], Event]
 
 
-def _mapping(value: object) -> Mapping[str, Any]:
+def mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
-
-
-def channel_info(raw: object, kind: str = "channel") -> ChannelInfo:
-    """An ARI Channel object -> ChannelInfo; ``id`` and ``name`` are required."""
-    if not isinstance(raw, Mapping):
-        raise MalformedFrame(kind)
-    channel_id = raw.get("id")
-    name = raw.get("name")
-    if not isinstance(channel_id, str) or not channel_id:
-        raise MalformedFrame(f"{kind}.id")
-    if not isinstance(name, str) or not name:
-        raise MalformedFrame(f"{kind}.name")
-    caller = _mapping(raw.get("caller"))
-    dialplan = _mapping(raw.get("dialplan"))
-    created: datetime | None
-    try:
-        created = parse_timestamp(raw.get("creationtime"))
-    except MalformedFrame:
-        created = None   # optional: the engine falls back to the event time
-    return ChannelInfo(
-        id=channel_id,
-        name=name,
-        state=_str(raw.get("state")) or "Unknown",
-        caller_number=_str(caller.get("number")),
-        caller_name=_str(caller.get("name")),
-        exten=_str(dialplan.get("exten")),
-        context=_str(dialplan.get("context")),
-        created=created,
-    )
-
-
-def _bridge(frame: Mapping[str, Any]) -> tuple[str, str]:
-    bridge = frame.get("bridge")
-    if not isinstance(bridge, Mapping) or not _str(bridge.get("id")):
-        raise MalformedFrame("bridge.id")
-    return _str(bridge.get("id")), _str(bridge.get("bridge_type")) or "mixing"
 
 
 def _cause(value: object) -> int | None:
@@ -103,116 +71,187 @@ def _cause(value: object) -> int | None:
     return None
 
 
-def _created(f: Mapping[str, Any], ts: datetime) -> Event:
-    return ChannelCreated(channel_info(f.get("channel")), ts)
+@dataclass(frozen=True, slots=True)
+class AriSnapshot:
+    """What a resync reads: ``GET /ari/channels``, ``/ari/endpoints`` and ``/ari/deviceStates``."""
+
+    channels: list[Any]
+    endpoints: list[Any]
+    device_states: list[Any] = field(default_factory=list)
 
 
-def _state(f: Mapping[str, Any], ts: datetime) -> Event:
-    return ChannelStateChanged(channel_info(f.get("channel")), ts)
+class AriNormalizer:
+    """The ARI normalizer (``connectors.source.Normalizer``): pure, counts what it cleaned."""
+
+    def __init__(self, source: str = "ari") -> None:
+        self.source = source
+        self.text = Cleaner()   # every string kept goes through it
+        self.stats: Counter[str] = self.text.stats
+        # channel id -> the number it dials, for channels we originated (``connectors/ari/source``)
+        self.dialled: dict[str, str] = {}
+
+    # -- the contract ---------------------------------------------------------------------
+
+    def event(self, frame: Mapping[str, Any]) -> Event | None:
+        """One parsed ARI frame -> an engine event, or None if the engine has no use for it."""
+        if not isinstance(frame, Mapping):
+            raise MalformedFrame("frame")
+        kind = frame.get("type")
+        if not isinstance(kind, str) or not kind:
+            raise MalformedFrame("type")
+        handler = _HANDLERS.get(kind)
+        if handler is None:
+            return None   # noise (ChannelVarset, ChannelDialplan, ...) or a type we do not use
+        return handler(self, frame, parse_timestamp(frame.get("timestamp")))
+
+    def resync(self, snapshot: AriSnapshot, ts: datetime) -> Resynced:
+        """The resync answers -> one Resynced at ``ts``; unreadable entries are skipped."""
+        devices = [d for raw in snapshot.device_states if (d := self.device(raw)) is not None]
+        chans: list[ChannelInfo] = []
+        for raw in snapshot.channels:
+            try:
+                chans.append(self.channel(raw))
+            except MalformedFrame:
+                continue
+        eps: list[EndpointInfo] = []
+        for raw in snapshot.endpoints:
+            try:
+                eps.append(self.endpoint(raw))
+            except MalformedFrame:
+                continue
+        return Resynced(tuple(chans), tuple(eps), ts, tuple(devices), source=self.source)
+
+    # -- ARI models -----------------------------------------------------------------------
+
+    def channel(self, raw: object, kind: str = "channel") -> ChannelInfo:
+        """An ARI Channel object -> ChannelInfo; ``id`` and ``name`` are required."""
+        if not isinstance(raw, Mapping):
+            raise MalformedFrame(kind)
+        text = self.text
+        channel_id = text(raw.get("id"), "id")
+        name = text(raw.get("name"), "id")
+        if not channel_id:
+            raise MalformedFrame(f"{kind}.id")
+        if not name:
+            raise MalformedFrame(f"{kind}.name")
+        caller = mapping(raw.get("caller"))
+        dialplan = mapping(raw.get("dialplan"))
+        created: datetime | None
+        try:
+            created = parse_timestamp(raw.get("creationtime"))
+        except MalformedFrame:
+            created = None   # optional: the engine falls back to the event time
+        return ChannelInfo(
+            id=channel_id,
+            name=name,
+            state=text(raw.get("state")) or "Unknown",
+            caller_number=text(caller.get("number"), "number"),
+            caller_name=text(caller.get("name"), "name"),
+            exten=self.dialled.get(channel_id) or text(dialplan.get("exten"), "number"),
+            context=text(dialplan.get("context")),
+            created=created,
+        )
+
+    def device(self, raw: object) -> DeviceInfo | None:
+        """An ARI DeviceState object; None when it has no name."""
+        if not isinstance(raw, Mapping) or not (name := self.text(raw.get("name"), "id")):
+            return None
+        return DeviceInfo(name, self.text(raw.get("state")).upper())
+
+    def endpoint(self, raw: object) -> EndpointInfo:
+        if not isinstance(raw, Mapping):
+            raise MalformedFrame("endpoint")
+        technology, resource = self.text(raw.get("technology")), self.text(raw.get("resource"))
+        if not technology or not resource:
+            raise MalformedFrame("endpoint.resource")
+        return EndpointInfo(technology, resource, self.text(raw.get("state")).lower() or "unknown")
+
+    def _bridge(self, frame: Mapping[str, Any]) -> tuple[str, str]:
+        bridge = mapping(frame.get("bridge"))
+        bridge_id = self.text(bridge.get("id"), "id")
+        if not bridge_id:
+            raise MalformedFrame("bridge.id")
+        return bridge_id, self.text(bridge.get("bridge_type")) or "mixing"
+
+    # -- one handler per frame type -------------------------------------------------------
+
+    def _created(self, f: Mapping[str, Any], ts: datetime) -> Event:
+        return ChannelCreated(self.channel(f.get("channel")), ts, self.source)
+
+    def _state(self, f: Mapping[str, Any], ts: datetime) -> Event:
+        return ChannelStateChanged(self.channel(f.get("channel")), ts, self.source)
+
+    def _caller_id(self, f: Mapping[str, Any], ts: datetime) -> Event:
+        return CallerIdChanged(self.channel(f.get("channel")), ts, self.source)
+
+    def _destroyed(self, f: Mapping[str, Any], ts: datetime) -> Event:
+        return ChannelHungUp(self.channel(f.get("channel")), _cause(f.get("cause")),
+                             self.text(f.get("cause_txt")), ts, self.source)
+
+    def _dial(self, f: Mapping[str, Any], ts: datetime) -> Event:
+        caller_raw = f.get("caller")
+        caller = self.channel(caller_raw, "caller") if caller_raw else None
+        return DialUpdated(
+            peer=self.channel(f.get("peer"), "peer"),
+            status=self.text(f.get("dialstatus")).upper(),
+            ts=ts,
+            caller=caller,
+            dialstring=self.text(f.get("dialstring")),
+            source=self.source,
+        )
+
+    def _entered(self, f: Mapping[str, Any], ts: datetime) -> Event:
+        bridge_id, bridge_type = self._bridge(f)
+        return BridgeEntered(bridge_id, self.channel(f.get("channel")), ts, bridge_type,
+                             self.source)
+
+    def _left(self, f: Mapping[str, Any], ts: datetime) -> Event:
+        bridge_id, bridge_type = self._bridge(f)
+        return BridgeLeft(bridge_id, self.channel(f.get("channel")), ts, bridge_type,
+                          self.source)
+
+    def _device(self, f: Mapping[str, Any], ts: datetime) -> Event:
+        device = mapping(f.get("device_state"))
+        name = self.text(device.get("name"), "id")
+        if not name:
+            raise MalformedFrame("device_state.name")
+        return DeviceStateChanged(name, self.text(device.get("state")).upper(), ts, self.source)
+
+    def _endpoint(self, f: Mapping[str, Any], ts: datetime) -> Event:
+        info = self.endpoint(f.get("endpoint"))
+        return EndpointStateChanged(info.technology, info.resource, info.state, ts, self.source)
 
 
-def _caller_id(f: Mapping[str, Any], ts: datetime) -> Event:
-    return CallerIdChanged(channel_info(f.get("channel")), ts)
-
-
-def _destroyed(f: Mapping[str, Any], ts: datetime) -> Event:
-    return ChannelHungUp(channel_info(f.get("channel")), _cause(f.get("cause")),
-                         _str(f.get("cause_txt")), ts)
-
-
-def _dial(f: Mapping[str, Any], ts: datetime) -> Event:
-    caller_raw = f.get("caller")
-    caller = channel_info(caller_raw, "caller") if caller_raw else None
-    return DialUpdated(
-        peer=channel_info(f.get("peer"), "peer"),
-        status=_str(f.get("dialstatus")).upper(),
-        ts=ts,
-        caller=caller,
-        dialstring=_str(f.get("dialstring")),
-    )
-
-
-def _entered(f: Mapping[str, Any], ts: datetime) -> Event:
-    bridge_id, bridge_type = _bridge(f)
-    return BridgeEntered(bridge_id, channel_info(f.get("channel")), ts, bridge_type)
-
-
-def _left(f: Mapping[str, Any], ts: datetime) -> Event:
-    bridge_id, bridge_type = _bridge(f)
-    return BridgeLeft(bridge_id, channel_info(f.get("channel")), ts, bridge_type)
-
-
-def _device(f: Mapping[str, Any], ts: datetime) -> Event:
-    device = f.get("device_state")
-    if not isinstance(device, Mapping) or not _str(device.get("name")):
-        raise MalformedFrame("device_state.name")
-    return DeviceStateChanged(_str(device.get("name")), _str(device.get("state")).upper(), ts)
-
-
-def _endpoint(f: Mapping[str, Any], ts: datetime) -> Event:
-    info = endpoint_info(f.get("endpoint"))
-    return EndpointStateChanged(info.technology, info.resource, info.state, ts)
-
-
-def endpoint_info(raw: object) -> EndpointInfo:
-    if not isinstance(raw, Mapping):
-        raise MalformedFrame("endpoint")
-    technology, resource = _str(raw.get("technology")), _str(raw.get("resource"))
-    if not technology or not resource:
-        raise MalformedFrame("endpoint.resource")
-    return EndpointInfo(technology, resource, _str(raw.get("state")).lower() or "unknown")
-
-
-_HANDLERS: dict[str, Callable[[Mapping[str, Any], datetime], Event]] = {
-    "ChannelCreated": _created,
-    "ChannelStateChange": _state,
-    "ChannelCallerId": _caller_id,
-    "ChannelDestroyed": _destroyed,
-    "Dial": _dial,
-    "ChannelEnteredBridge": _entered,
-    "ChannelLeftBridge": _left,
-    "DeviceStateChanged": _device,
-    "EndpointStateChange": _endpoint,
+_HANDLERS: dict[str, _Handler] = {
+    "ChannelCreated": AriNormalizer._created,
+    "ChannelStateChange": AriNormalizer._state,
+    "ChannelCallerId": AriNormalizer._caller_id,
+    "ChannelDestroyed": AriNormalizer._destroyed,
+    "Dial": AriNormalizer._dial,
+    "ChannelEnteredBridge": AriNormalizer._entered,
+    "ChannelLeftBridge": AriNormalizer._left,
+    "DeviceStateChanged": AriNormalizer._device,
+    "EndpointStateChange": AriNormalizer._endpoint,
 }
 
 
+# -- one-shot helpers (tests, tools): a fresh normalizer each time ----------------------------
+
+
 def normalize(frame: Mapping[str, Any]) -> Event | None:
-    """One parsed ARI frame -> an engine event, or None if the engine has no use for it."""
-    if not isinstance(frame, Mapping):
-        raise MalformedFrame("frame")
-    kind = frame.get("type")
-    if not isinstance(kind, str) or not kind:
-        raise MalformedFrame("type")
-    handler = _HANDLERS.get(kind)
-    if handler is None:
-        return None   # noise (ChannelVarset, ChannelDialplan, ...) or a type we do not use
-    return handler(frame, parse_timestamp(frame.get("timestamp")))
+    return AriNormalizer().event(frame)
 
 
 def normalize_resync(
-    channels: list[dict[str, Any]],
-    endpoints: list[dict[str, Any]],
-    ts: datetime,
-    device_states: list[dict[str, Any]] | None = None,
+    channels: list[Any], endpoints: list[Any], ts: datetime,
+    device_states: list[Any] | None = None,
 ) -> Resynced:
-    """GET /ari/channels + /ari/endpoints (+ /ari/deviceStates) answers -> one Resynced at ``ts``.
+    return AriNormalizer().resync(AriSnapshot(channels, endpoints, device_states or []), ts)
 
-    Entries that cannot be read are skipped rather than failing the whole resync.
-    """
-    devices: list[DeviceInfo] = []
-    for raw in device_states or []:
-        if isinstance(raw, Mapping) and _str(raw.get("name")):
-            devices.append(DeviceInfo(_str(raw.get("name")), _str(raw.get("state")).upper()))
-    chans: list[ChannelInfo] = []
-    for raw in channels:
-        try:
-            chans.append(channel_info(raw))
-        except MalformedFrame:
-            continue
-    eps: list[EndpointInfo] = []
-    for raw in endpoints:
-        try:
-            eps.append(endpoint_info(raw))
-        except MalformedFrame:
-            continue
-    return Resynced(tuple(chans), tuple(eps), ts, tuple(devices))
+
+def channel_info(raw: object, kind: str = "channel") -> ChannelInfo:
+    return AriNormalizer().channel(raw, kind)
+
+
+def endpoint_info(raw: object) -> EndpointInfo:
+    return AriNormalizer().endpoint(raw)

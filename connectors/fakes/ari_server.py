@@ -188,6 +188,8 @@ class FakeAsterisk:
         self.endpoints: dict[str, Json] = {}  # "PJSIP/1001" -> Endpoint
         self.device_states: dict[str, str] = {}
         self.not_in_stasis: set[str] = set()  # channel ids whose answer gets 409
+        self.originate_context = "from-internal"  # where an originated phone channel starts
+        self.originated: dict[str, Json] = {}  # channel id -> the dialplan place it goes to
         self.sent: list[Json] = []  # every event emitted, as sent
         self._scripts: dict[tuple[str, str], deque[_Scripted]] = {}
         self._sockets: dict[web.WebSocketResponse, web.Request] = {}
@@ -506,17 +508,24 @@ class FakeAsterisk:
             return _error(400, "priority must be a number")
         name, number = _parse_caller_id(q.get("callerId", ""))
         suffix = f"-{next(self._ids):08x}"
+        # Like Asterisk: the new channel starts at the phone's own place in the dialplan (the
+        # extension and context it is dialled as); it moves to ``context``/``extension`` only
+        # after the phone answers. The dial of an originated channel has no caller.
+        resource = target.partition("/")[2].partition("@")[0]
         ch = channel(
             cid,
             target + suffix + (";1" if target.startswith("Local/") else ""),
             "Down",
             caller_name=name,
             caller_number=number,
-            context=q.get("context", "default") if not q.get("app") else "default",
-            exten=q.get("extension", "s") if not q.get("app") else "s",
+            context=self.originate_context,
+            exten=resource,
             priority=priority,
         )
+        self.originated[cid] = {"context": q.get("context", "default"),
+                                "exten": q.get("extension", "s")}
         await self.emit(event("ChannelCreated", channel=ch))
+        await self.emit(event("Dial", dialstatus="", forward="", dialstring=target, peer=ch))
         return _json(200, ch)
 
     async def _list_endpoints(self, request: web.Request) -> web.Response:

@@ -245,6 +245,7 @@ class CallMachine:
     def handle(self, event: CallInput) -> Changes:
         """Apply one event; return the call effects and the operators whose legs it touched."""
         changes = Changes()
+        self._source = event.source   # a call is published by an event of its own source
         match event:
             case Resynced():
                 self._resync(event, changes)
@@ -649,6 +650,7 @@ class CallMachine:
             caller_name=name or None,
             start_time=conversation.start_time,
             direction=conversation.direction or Direction.INBOUND,
+            source=self._source,
             called_number=conversation.called_number,
             channel_ids=self._channel_ids(conversation),
             offered_operator_ids=self._offered(conversation),
