@@ -13,6 +13,14 @@ import pytest_asyncio
 from aiohttp import web
 
 from connectors.fakes.mango_server import (
+    FakeMango,
+    Order,
+    Posting,
+    answered_call,
+    arrange,
+    call_event,
+)
+from connectors.mango.commands import (
     BAD_FORMAT,
     BAD_KEY,
     BAD_SIGN,
@@ -20,12 +28,6 @@ from connectors.fakes.mango_server import (
     MISSING_PARAMETER,
     NOT_FOUND,
     OK,
-    FakeMango,
-    Order,
-    Posting,
-    answered_call,
-    arrange,
-    call_event,
 )
 from connectors.mango.machine import MangoCalls
 from connectors.mango.signing import DeliveryError, parse_delivery, sign, signed_form, verify

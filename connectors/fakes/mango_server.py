@@ -9,8 +9,9 @@
   accepted command answers ``{"result": 1000}`` and, with a webhook base, posts its outcome to
   ``{webhook_base}/result/<command>`` later, as Mango does. Every request is recorded.
 
-The builders (``call_event``, ``summary``, ``answered_call``, ``missed_call``) make dicts shaped
-like Mango's examples, with its mixed types (``seq`` and numbers sometimes as strings).
+The builders (``call_event``, ``summary``, ``recording_event``, ``answered_call``,
+``missed_call``) make dicts shaped like Mango's examples, with its mixed types (``seq`` and
+numbers sometimes as strings).
 """
 
 from __future__ import annotations
@@ -27,18 +28,19 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from connectors.mango.commands import (
+    BAD_FORMAT,
+    BAD_KEY,
+    BAD_SIGN,
+    CALL_ALREADY_ENDED,
+    MISSING_PARAMETER,
+    NOT_FOUND,
+    OK,
+    REFUSED_STATUS,
+)
 from connectors.mango.signing import signed_form, verify
 
 Json = dict[str, Any]
-
-# Result codes of the command API (MANGO.md; 3103/3104 as named in Mango's API document).
-OK = 1000
-BAD_SIGN = 3102
-MISSING_PARAMETER = 3103
-BAD_FORMAT = 3104
-BAD_KEY = 3105
-NOT_FOUND = 3300          # 33xx: the extension (or other object) does not exist
-CALL_ALREADY_ENDED = 4101
 
 # -- builders -------------------------------------------------------------------------------
 
@@ -82,6 +84,27 @@ def summary(
             "to": to or {}, "line_number": line_number, "create_time": create_time,
             "forward_time": forward_time, "talk_time": talk_time, "end_time": end_time,
             "entry_result": 1 if answered else 0, "disconnect_reason": disconnect_reason}
+
+
+def recording_event(
+    entry_id: str,
+    call_id: str,
+    recording_id: str,
+    state: str,
+    seq: int | str,
+    timestamp: int | str,
+    *,
+    extension: str | None = None,
+    completion_code: int | None = None,
+) -> Json:
+    """An ``events/recording`` object (``state``: Started, Continued, Completed)."""
+    ev: Json = {"recording_id": recording_id, "recording_state": state, "seq": seq,
+                "entry_id": entry_id, "call_id": call_id, "timestamp": timestamp}
+    if extension is not None:
+        ev["extension"] = extension
+    if completion_code is not None:
+        ev["completion_code"] = completion_code
+    return ev
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +203,7 @@ def arrange(script: Sequence[Posting], order: Order, seed: int = 0) -> list[Post
 
 
 @dataclass(frozen=True, slots=True)
-class CommandRequest:
+class ReceivedCommand:
     """One request to the command API, as received, and what the fake answered."""
 
     command: str                  # "commands/call/hangup", ...
@@ -207,7 +230,7 @@ class FakeMango:
         self.webhook_base = webhook_base
         self.extensions = set(extensions)
         self.live_calls: set[str] = set()       # Mango leg ids hangup can end
-        self.requests: list[CommandRequest] = []
+        self.requests: list[ReceivedCommand] = []
         self.sent: list[Posting] = []            # every webhook posted, in order
         self.host, self.port = host, port
         self.url = ""
@@ -303,8 +326,8 @@ class FakeMango:
         result = OK
         if code is None and payload is not None:
             code, result = self._execute(command, payload)
-        status, answer = (420, {"code": code}) if code is not None else (200, {"result": OK})
-        self.requests.append(CommandRequest(f"commands/{command}", form, status, answer, payload))
+        status, answer = (200, {"result": OK}) if code is None else (REFUSED_STATUS, {"code": code})
+        self.requests.append(ReceivedCommand(f"commands/{command}", form, status, answer, payload))
         if code is None and payload is not None and self.webhook_base is not None:
             outcome = {"command_id": payload["command_id"], "result": result}
             self._spawn(self.post(f"result/{command.rpartition('/')[2]}", outcome))

@@ -13,9 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TypeVar
 
 from engine.model import Direction
 
+_S = TypeVar("_S", bound=StrEnum)
 # summary ``call_direction``
 _DIRECTIONS = {0: Direction.INTERNAL, 1: Direction.INBOUND, 2: Direction.OUTBOUND}
 
@@ -77,6 +79,26 @@ class Summary:
     end_time: datetime | None
     answered: bool
     disconnect_reason: int | None
+
+
+class RecordingState(StrEnum):
+    STARTED = "Started"
+    CONTINUED = "Continued"
+    COMPLETED = "Completed"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingEvent:
+    """``events/recording``: a recording of one leg; ``Completed`` means it can be fetched."""
+
+    entry_id: str
+    call_id: str | None
+    recording_id: str
+    state: RecordingState
+    seq: int | None
+    ts: datetime | None
+    extension: str | None = None
+    completion_code: int | None = None
 
 
 def as_int(value: object) -> int | None:
@@ -142,14 +164,10 @@ def as_party(value: object) -> Party:
     )
 
 
-def _state(value: object) -> CallState | None:
-    text = as_str(value)
-    if text is None:
-        return None
-    for state in CallState:
-        if state.value.lower() == text.lower():
-            return state
-    return None
+def _state(value: object, states: type[_S]) -> _S | None:
+    """The member of ``states`` named by ``value``, case ignored."""
+    text = (as_str(value) or "").lower()
+    return next((state for state in states if state.value.lower() == text), None)
 
 
 def _location(value: object) -> Location:
@@ -158,7 +176,7 @@ def _location(value: object) -> Location:
 
 def parse_call_event(data: Mapping[str, object]) -> CallEvent | None:
     entry_id, call_id = as_str(data.get("entry_id")), as_str(data.get("call_id"))
-    seq, state = as_int(data.get("seq")), _state(data.get("call_state"))
+    seq, state = as_int(data.get("seq")), _state(data.get("call_state"), CallState)
     if entry_id is None or call_id is None or seq is None or state is None:
         return None
     return CallEvent(
@@ -191,4 +209,21 @@ def parse_summary(data: Mapping[str, object]) -> Summary | None:
         end_time=as_time(data.get("end_time")),
         answered=as_int(data.get("entry_result")) == 1,
         disconnect_reason=as_int(data.get("disconnect_reason")),
+    )
+
+
+def parse_recording(data: Mapping[str, object]) -> RecordingEvent | None:
+    entry_id, recording_id = as_str(data.get("entry_id")), as_str(data.get("recording_id"))
+    state = _state(data.get("recording_state"), RecordingState)
+    if entry_id is None or recording_id is None or state is None:
+        return None
+    return RecordingEvent(
+        entry_id=entry_id,
+        call_id=as_str(data.get("call_id")),
+        recording_id=recording_id,
+        state=state,
+        seq=as_int(data.get("seq")),
+        ts=as_time(data.get("timestamp")),
+        extension=as_str(data.get("extension")),
+        completion_code=as_int(data.get("completion_code")),
     )
