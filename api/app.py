@@ -10,13 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from api import openapi, pbx
 from api.auth import Tokens, generate_password, hash_password
 from api.config import Settings, persistent_secret
 from api.errors import error_middleware
-from api.ratelimit import rate_limit_middleware
+from api.ratelimit import LoginThrottle, rate_limit_middleware
 from api.routes import ROUTES
 from api.routing import register
 from api.state import SERVICES, Services
@@ -26,9 +25,14 @@ from devservers.embedded import embedded_postgres, embedded_redis
 from engine.machine.engine import Engine
 from engine.roles import Role
 from service.runner import Runner
+from service.sessions import watch_revocations
+from service.users import UserService
 from storage.db import connect_with_retry, migrate
+from storage.ratelimits import RateCounters
 from storage.records import PostgresRecordSink
+from storage.redis_client import open_redis
 from storage.redis_state import RedisStateStore
+from storage.tokens import TokenStore
 from storage.users import Users
 from ws.handler import WebSocketEndpoint
 from ws.hub import Hub
@@ -67,13 +71,15 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(pool.close)
         async with pool.acquire() as conn:
             await migrate(conn)
-        redis = Redis.from_url(redis_url, retry_on_timeout=True, health_check_interval=30)
+        redis = open_redis(redis_url)
         stack.push_async_callback(redis.aclose)
 
         users = Users(pool)
         generated_password = await ensure_admin(users, settings)
         jwt_secret = settings.jwt_secret or persistent_secret(settings.data_dir, "jwt_secret")
-        tokens = Tokens(jwt_secret, settings.token_ttl, redis)
+        token_store = TokenStore(redis)
+        tokens = Tokens(jwt_secret, settings.token_ttl, token_store)
+        rate_counters = RateCounters(redis)
 
         if settings.simulator_enabled:
             await pbx.provision_simulator_operators(users)
@@ -87,13 +93,22 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
             hub, JwtWsAuthenticator(tokens, users), runner.snapshot,
             auth_timeout=settings.ws_auth_timeout, queue_size=settings.ws_queue_size,
         )
+        user_service = UserService(
+            users, runner, token_store,
+            token_lifetime=max(settings.token_ttl, settings.refresh_token_ttl))
         services = Services(settings=settings, pool=pool, redis=redis, users=users,
                             tokens=tokens, hub=hub, ws=ws, engine=engine, runner=runner,
-                            records=sink, live_state=store)
+                            records=sink, live_state=store, user_service=user_service,
+                            rate_counters=rate_counters,
+                            login_throttle=LoginThrottle(rate_counters,
+                                                         enabled=settings.rate_limits))
 
         tasks = [asyncio.create_task(sink.run(), name="record-sink"),
                  asyncio.create_task(store.run(), name="live-state"),
-                 asyncio.create_task(runner.run(), name="runner")]
+                 asyncio.create_task(runner.run(), name="runner"),
+                 asyncio.create_task(watch_revocations(token_store, ws), name="revocations"),
+                 asyncio.create_task(user_service.watch_announcements(),
+                                     name="user-announcements")]
 
         async def stop_tasks() -> None:
             for task in tasks:

@@ -36,7 +36,7 @@ STATUS_BY_CODE = {
     "AST_000": 502, "AST_001": 504, "AST_002": 502, "AST_003": 400, "AST_004": 503,
     "AST_005": 404, "AST_006": 409, "AST_007": 400,
     "DB_001": 503, "DB_002": 404, "DB_003": 422, "DB_004": 409,
-    "REQ_001": 400, "VAL_001": 422, "RATE_001": 429,
+    "REQ_001": 400, "VAL_001": 422, "RATE_001": 429, "RATE_002": 429,
 }
 TYPE_BY_STATUS = {
     400: "bad_request", 401: "authentication_error", 403: "permission_error",

@@ -10,14 +10,17 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     import asyncpg
-    from redis.asyncio import Redis
 
     from api.auth import Claims, Tokens
     from api.config import Settings
+    from api.ratelimit import LoginThrottle
     from connectors.ari.client import AriClient
     from engine.machine.engine import Engine
     from service.runner import Runner
+    from service.users import UserService
+    from storage.ratelimits import RateCounters
     from storage.records import PostgresRecordSink
+    from storage.redis_client import RedisClient
     from storage.redis_state import RedisStateStore
     from storage.users import Users
     from ws.handler import WebSocketEndpoint
@@ -28,7 +31,7 @@ if TYPE_CHECKING:
 class Services:
     settings: Settings
     pool: asyncpg.Pool
-    redis: Redis
+    redis: RedisClient
     users: Users
     tokens: Tokens
     hub: Hub
@@ -37,6 +40,9 @@ class Services:
     runner: Runner
     records: PostgresRecordSink
     live_state: RedisStateStore
+    user_service: UserService
+    rate_counters: RateCounters
+    login_throttle: LoginThrottle
     ari: AriClient | None = None
     started_at: float = field(default_factory=time.time)
     pbx: dict[str, Any] = field(default_factory=dict)  # what is connected: for system info

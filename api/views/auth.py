@@ -71,7 +71,7 @@ class LogoutOut(BaseModel):
 
 
 def _refresh_tokens(services: Services) -> RefreshTokens:
-    return RefreshTokens(services.redis, services.settings.refresh_token_ttl,
+    return RefreshTokens(services.tokens.store, services.settings.refresh_token_ttl,
                          services.tokens.ttl)
 
 
@@ -104,10 +104,13 @@ async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginBody)
     query = parse_query(request, LoginQuery)
     services = request.app[SERVICES]
+    await services.login_throttle.before_attempt(body.username)  # 429 RATE_002 while it must wait
     user = await services.users.by_username(body.username)
     password_ok = await verify_password(user["password_hash"] if user else None, body.password)
     if user is None or not password_ok:
+        await services.login_throttle.failed(body.username)
         raise InvalidCredentials()
+    await services.login_throttle.succeeded(body.username)
     if not user["is_active"]:
         raise UserInactive()
     return await _grant(request, user, RefreshTokens.new_family(), cookie=query.cookie)
