@@ -28,6 +28,7 @@ from service.runner import Runner
 from service.sessions import watch_revocations
 from service.users import UserService
 from storage.db import connect_with_retry, migrate
+from storage.groups import Groups
 from storage.ratelimits import RateCounters
 from storage.records import PostgresRecordSink
 from storage.redis_client import open_redis
@@ -99,7 +100,7 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
         services = Services(settings=settings, pool=pool, redis=redis, users=users,
                             tokens=tokens, hub=hub, ws=ws, engine=engine, runner=runner,
                             records=sink, live_state=store, user_service=user_service,
-                            rate_counters=rate_counters,
+                            rate_counters=rate_counters, groups=Groups(pool),
                             login_throttle=LoginThrottle(rate_counters,
                                                          enabled=settings.rate_limits))
 

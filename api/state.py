@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from engine.machine.engine import Engine
     from service.runner import Runner
     from service.users import UserService
+    from storage.groups import Groups
     from storage.ratelimits import RateCounters
     from storage.records import PostgresRecordSink
     from storage.redis_client import RedisClient
@@ -43,6 +44,7 @@ class Services:
     user_service: UserService
     rate_counters: RateCounters
     login_throttle: LoginThrottle
+    groups: Groups
     ari: AriClient | None = None
     started_at: float = field(default_factory=time.time)
     pbx: dict[str, Any] = field(default_factory=dict)  # what is connected: for system info

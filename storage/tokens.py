@@ -3,19 +3,23 @@ per-user "tokens valid after" mark. Only state here; the policy (JWT, rotation, 
 when) is ``api/auth.py``, ``api/refresh.py`` and ``service/users.py``.
 
 Revoking a family or a user also publishes a notice on ``keys.REVOCATIONS`` so that every
-instance closes the affected WebSockets at once (``revocation_notices``).
+instance closes the affected WebSockets at once (``revocation_notices``). Redis failures raise
+``StorageUnavailable``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from redis.asyncio import Redis
 
+from engine.errors import StorageUnavailable
 from storage import keys
+from storage.redis_client import REDIS_ERRORS
 
 log = logging.getLogger("switchboard.storage")
 
@@ -59,16 +63,18 @@ class TokenStore:
     # -- access tokens -----------------------------------------------------------------------
 
     async def deny(self, jti: str, ttl: int) -> None:
-        await self._redis.set(keys.revoked_token(jti), b"1", ex=max(1, ttl))
+        with _unavailable():
+            await self._redis.set(keys.revoked_token(jti), b"1", ex=max(1, ttl))
 
     async def states(self, tokens: Sequence[TokenRef]) -> list[TokenState]:
         """The revocation state of each token, in one round trip."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for token in tokens:
-                pipe.exists(keys.revoked_token(token.jti))
-                pipe.exists(keys.refresh_family_revoked(token.family or ""))
-                pipe.get(keys.user_tokens_valid_after(token.user_id))
-            answers = await pipe.execute()
+        with _unavailable():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for token in tokens:
+                    pipe.exists(keys.revoked_token(token.jti))
+                    pipe.exists(keys.refresh_family_revoked(token.family or ""))
+                    pipe.get(keys.user_tokens_valid_after(token.user_id))
+                answers = await pipe.execute()
         return [
             TokenState(denied=bool(answers[i]), family_revoked=bool(token.family)
                        and bool(answers[i + 1]), valid_after_ms=_int(answers[i + 2]))
@@ -83,24 +89,26 @@ class TokenStore:
     async def save_refresh(self, digest: str, user_id: str, family: str, issued_ms: int,
                            ttl: int) -> None:
         key = keys.refresh_token(digest)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"sub": user_id, "fam": family, "iat_ms": issued_ms})
-            pipe.expire(key, ttl)
-            await pipe.execute()
+        with _unavailable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping={"sub": user_id, "fam": family, "iat_ms": issued_ms})
+                pipe.expire(key, ttl)
+                await pipe.execute()
 
     async def spend_refresh(self, digest: str) -> RefreshRecord | None:
         """Mark a refresh token used (atomically: only one caller gets ``first_use``) and
         return its record with its family's and user's revocation state; None if unknown."""
         key = keys.refresh_token(digest)
-        record = {_text(k): _text(v) for k, v in (await self._redis.hgetall(key)).items()}
-        if "fam" not in record or "sub" not in record:
-            return None
-        family, user_id = record["fam"], record["sub"]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hsetnx(key, "used", "1")
-            pipe.exists(keys.refresh_family_revoked(family))
-            pipe.get(keys.user_tokens_valid_after(user_id))
-            first_use, family_revoked, valid_after = await pipe.execute()
+        with _unavailable():
+            record = {_text(k): _text(v) for k, v in (await self._redis.hgetall(key)).items()}
+            if "fam" not in record or "sub" not in record:
+                return None
+            family, user_id = record["fam"], record["sub"]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hsetnx(key, "used", "1")
+                pipe.exists(keys.refresh_family_revoked(family))
+                pipe.get(keys.user_tokens_valid_after(user_id))
+                first_use, family_revoked, valid_after = await pipe.execute()
         return RefreshRecord(user_id=user_id, family=family,
                              issued_ms=_int(record.get("iat_ms")), first_use=bool(first_use),
                              family_revoked=bool(family_revoked),
@@ -109,17 +117,19 @@ class TokenStore:
     # -- revocation ---------------------------------------------------------------------------
 
     async def revoke_family(self, family: str, ttl: int) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.refresh_family_revoked(family), b"1", ex=max(1, ttl))
-            pipe.publish(keys.REVOCATIONS, f"family:{family}")
-            await pipe.execute()
+        with _unavailable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(keys.refresh_family_revoked(family), b"1", ex=max(1, ttl))
+                pipe.publish(keys.REVOCATIONS, f"family:{family}")
+                await pipe.execute()
 
     async def revoke_user(self, user_id: str, valid_after_ms: int, ttl: int) -> None:
         """Every token of ``user_id`` issued before ``valid_after_ms`` is dead."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.user_tokens_valid_after(user_id), valid_after_ms, ex=max(1, ttl))
-            pipe.publish(keys.REVOCATIONS, f"user:{user_id}")
-            await pipe.execute()
+        with _unavailable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(keys.user_tokens_valid_after(user_id), valid_after_ms, ex=max(1, ttl))
+                pipe.publish(keys.REVOCATIONS, f"user:{user_id}")
+                await pipe.execute()
 
     async def revocation_notices(self) -> AsyncIterator[Revocation]:
         """Revocations published by any instance, as they come (until cancelled or Redis
@@ -133,6 +143,15 @@ class TokenStore:
                     yield notice
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+@contextlib.contextmanager
+def _unavailable() -> Iterator[None]:
+    """Redis failures become the domain's ``StorageUnavailable`` (503 DB_001)."""
+    try:
+        yield
+    except REDIS_ERRORS as exc:
+        raise StorageUnavailable("Redis is unavailable") from exc
 
 
 def _text(value: bytes | str) -> str:

@@ -26,7 +26,7 @@ from api.state import SERVICES, Services, current_claims, current_user
 
 
 class LoginBody(BaseModel):
-    username: str = Field(min_length=1, max_length=50)
+    username: str = Field(min_length=1, max_length=50, pattern=r"^[^\x00]*$")  # PG: no NUL
     password: str = Field(min_length=1, max_length=256)
 
 

@@ -31,6 +31,7 @@ from storage.users import UserNotFound
 
 ADMIN = (Role.ADMIN,)
 EXTENSION_PATTERN = r"^[0-9]{3,5}$"
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: 422, not 500
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -68,9 +69,9 @@ class UsersQuery(BaseModel):
 
 
 class UserCreate(BaseModel):
-    username: str = Field(min_length=3, max_length=50)
+    username: str = Field(min_length=3, max_length=50, pattern=NO_NUL)
     email: EmailStr = Field(max_length=254)
-    name: str = Field("", max_length=200)
+    name: str = Field("", max_length=200, pattern=NO_NUL)
     password: str = Field(min_length=6, max_length=256)
     role: Role
     group_id: UUID | None = None
@@ -81,9 +82,9 @@ class UserCreate(BaseModel):
 class UserUpdate(BaseModel):
     """Partial: only the fields sent change. ``password`` is hashed; no hash is ever accepted."""
 
-    username: str = Field(None, min_length=3, max_length=50)
+    username: str = Field(None, min_length=3, max_length=50, pattern=NO_NUL)
     email: EmailStr = Field(None, max_length=254)
-    name: str = Field(None, max_length=200)
+    name: str = Field(None, max_length=200, pattern=NO_NUL)
     password: str = Field(None, min_length=6, max_length=256)
     role: Role = None
     group_id: UUID | None = None
