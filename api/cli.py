@@ -113,11 +113,11 @@ async def create_user(settings: Settings, args: argparse.Namespace) -> None:
     async with _database(settings) as pool:
         group_id = None
         if args.group:
-            group = await Groups(pool).by_name(args.group)  # type: ignore[arg-type]
+            group = await Groups(pool).by_name(args.group)
             if group is None:
                 raise SystemExit(f"no group named {args.group!r} (switchboard list-groups)")
             group_id = group.id
-        users = Users(pool)  # type: ignore[arg-type]
+        users = Users(pool)
         try:
             row = await users.create(
                 username=args.username, email=args.email or f"{args.username}@switchboard.local",
@@ -137,7 +137,7 @@ async def create_group(settings: Settings, args: argparse.Namespace) -> None:
 
     async with _database(settings) as pool:
         try:
-            group = await Groups(pool).create(args.name, args.description)  # type: ignore[arg-type]
+            group = await Groups(pool).create(args.name, args.description)
         except DomainError as exc:
             raise SystemExit(f"{args.name!r}: {exc.message}") from None
     print(f"created group {group.name!r} ({group.id})")
@@ -147,7 +147,7 @@ async def list_groups(settings: Settings) -> None:
     from storage.groups import Groups
 
     async with _database(settings) as pool:
-        groups = await Groups(pool).all()  # type: ignore[arg-type]
+        groups = await Groups(pool).all()
     for group in groups:
         print(f"{group.id}  {group.name}  ({group.members} users)  {group.description}")
     if not groups:

@@ -41,10 +41,10 @@ class GroupCreate(BaseModel):
 
 
 class GroupUpdate(BaseModel):
-    """Partial: only the fields sent change."""
+    """Partial: only the fields sent (and not null) change."""
 
-    name: str = Field(None, min_length=1, max_length=100, pattern=NAME_PATTERN)
-    description: str = Field(None, max_length=1000, pattern=TEXT_PATTERN)
+    name: str | None = Field(None, min_length=1, max_length=100, pattern=NAME_PATTERN)
+    description: str | None = Field(None, max_length=1000, pattern=TEXT_PATTERN)
 
 
 def _json(group: Group) -> dict[str, object]:
