@@ -119,12 +119,11 @@ async def login(request: web.Request) -> web.Response:
 async def refresh(request: web.Request) -> web.Response:
     """Rotate: the refresh token is spent and a new pair issued; a spent one revokes the family."""
     body = await parse_body(request, RefreshBody) if await request.read() else RefreshBody()
-    token = body.refresh_token
-    from_cookie = token is None
+    from_cookie = body.refresh_token is None
+    token = request.cookies.get(REFRESH_COOKIE) if from_cookie else body.refresh_token
+    if not token:
+        raise RefreshInvalid()
     if from_cookie:
-        token = request.cookies.get(REFRESH_COOKIE)
-        if not token:
-            raise RefreshInvalid()
         require_csrf_header(request)
     services = request.app[SERVICES]
     refresh_tokens = _refresh_tokens(services)
