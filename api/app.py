@@ -10,13 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from api import openapi
 from api.auth import Tokens, generate_password, hash_password
 from api.config import Settings, persistent_secret
 from api.errors import error_middleware
-from api.ratelimit import rate_limit_middleware
+from api.ratelimit import LoginThrottle, rate_limit_middleware
 from api.routes import ROUTES
 from api.routing import register
 from api.state import SERVICES, Services
@@ -28,10 +27,16 @@ from engine.roles import Role
 from service.pbx import PbxConnection, PbxSettings, provision_simulator_operators
 from service.readiness import Part, readiness
 from service.runner import Runner
+from service.sessions import watch_revocations
 from service.supervise import Supervisor
+from service.users import UserService
 from storage.db import connect_with_retry, migrate
+from storage.groups import Groups
+from storage.ratelimits import RateCounters
 from storage.records import PostgresRecordSink
+from storage.redis_client import open_redis
 from storage.redis_state import RedisStateStore
+from storage.tokens import TokenStore
 from storage.users import Users
 from ws.handler import WebSocketEndpoint
 from ws.hub import Hub
@@ -78,14 +83,16 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(pool.close)
         async with pool.acquire() as conn:
             await migrate(conn)
-        redis = Redis.from_url(redis_url, retry_on_timeout=True, health_check_interval=30)
+        redis = open_redis(redis_url)
         stack.push_async_callback(redis.aclose)
 
         users = Users(pool)
         generated_password = await ensure_admin(users, settings)
         jwt_secret = (settings.jwt_secret.get_secret_value()
                       or persistent_secret(settings.data_dir, "jwt_secret"))
-        tokens = Tokens(jwt_secret, settings.token_ttl, redis)
+        token_store = TokenStore(redis)
+        tokens = Tokens(jwt_secret, settings.token_ttl, token_store)
+        rate_counters = RateCounters(redis)
 
         if pbx_settings.simulator:
             await provision_simulator_operators(users, hash_password)
@@ -101,9 +108,16 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
             auth_timeout=settings.ws_auth_timeout, queue_size=settings.ws_queue_size,
         )
         pbx = PbxConnection(pbx_settings, runner.submit)
+        user_service = UserService(
+            users, runner, token_store,
+            token_lifetime=max(settings.token_ttl, settings.refresh_token_ttl))
         services = Services(settings=settings, pool=pool, redis=redis, users=users,
                             tokens=tokens, hub=hub, ws=ws, engine=engine, runner=runner,
                             records=sink, live_state=store, pbx=pbx,
+                            user_service=user_service,
+                            rate_counters=rate_counters, groups=Groups(pool),
+                            login_throttle=LoginThrottle(rate_counters,
+                                                         enabled=settings.rate_limits),
                             generated_admin_password=generated_password)
 
         tasks = Supervisor()  # a task that fails or ends is logged, counted and restarted
@@ -111,6 +125,8 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
         tasks.start("record-sink", sink.run)
         tasks.start("live-state", store.run)
         tasks.start("runner", runner.run)
+        tasks.start("revocations", lambda: watch_revocations(token_store, ws))
+        tasks.start("user-announcements", user_service.watch_announcements)
 
         async def stop_tasks() -> None:
             await tasks.stop()

@@ -1,4 +1,12 @@
-"""Passwords (Argon2id) and access tokens (JWT HS256 with a Redis denylist for logout)."""
+"""Passwords (Argon2id) and access tokens (JWT HS256).
+
+An access token is refused when it was logged out (denylist), when its refresh family was revoked
+(``api/refresh.py``), or when it was issued before the user's "tokens valid after" mark
+(password, role or active flag changed, user deleted: ``service/users.py``). The token's
+``iat_ms`` claim (issue time in milliseconds) makes that comparison exact: a token issued a
+moment after a password change is valid, one issued a moment before is not. The state lives in
+Redis (``storage/tokens.py``); all three checks are one round trip.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +20,10 @@ from typing import Any
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from redis.asyncio import Redis
 
 from engine.errors import DomainError
 from engine.roles import Role
-from storage import keys
+from storage.tokens import TokenRef, TokenState, TokenStore
 
 _hasher = PasswordHasher()
 # Verified when the user does not exist, so both answers take the same time.
@@ -72,23 +79,35 @@ class Claims:
     exp: int
     iat: int
     fam: str | None = None  # refresh-token family (api/refresh.py); revoking it kills this token
+    iat_ms: int = 0         # issue time, ms (revocation by time: ``refused``)
+
+    @property
+    def ref(self) -> TokenRef:
+        return TokenRef(jti=self.jti, family=self.fam, user_id=self.sub)
+
+
+def refused(issued_ms: int, state: TokenState) -> bool:
+    """Whether a token issued at ``issued_ms`` is dead in ``state`` (logged out or revoked)."""
+    return (state.denied or state.family_revoked
+            or (state.valid_after_ms > 0 and issued_ms < state.valid_after_ms))
 
 
 class Tokens:
     """Issues and checks access tokens; ``revoke`` denies a token for the rest of its life."""
 
-    def __init__(self, secret: str, ttl: int, redis: Redis) -> None:
+    def __init__(self, secret: str, ttl: int, store: TokenStore) -> None:
         self._secret = secret
         self.ttl = ttl
-        self._redis = redis
+        self.store = store
 
     def issue(self, user_id: str, role: str, family: str | None = None) -> tuple[str, Claims]:
-        now = int(time.time())
+        now_ms = int(time.time() * 1000)
+        now = now_ms // 1000
         claims = Claims(sub=user_id, role=role, jti=uuid.uuid4().hex, iat=now, exp=now + self.ttl,
-                        fam=family)
+                        fam=family, iat_ms=now_ms)
         payload: dict[str, Any] = {
             "sub": claims.sub, "role": claims.role, "jti": claims.jti,
-            "iat": claims.iat, "exp": claims.exp,
+            "iat": claims.iat, "exp": claims.exp, "iat_ms": claims.iat_ms,
         }
         if family:
             payload["fam"] = family
@@ -108,20 +127,19 @@ class Tokens:
             sub=str(payload["sub"]), role=str(payload["role"]), jti=str(payload["jti"]),
             exp=int(payload["exp"]), iat=int(payload.get("iat", 0)),
             fam=str(payload["fam"]) if payload.get("fam") else None,
+            iat_ms=_int_claim(payload.get("iat_ms"), int(payload.get("iat", 0)) * 1000),
         )
 
     async def verify(self, token: str) -> Claims:
         claims = self.decode(token)
-        denied = [keys.revoked_token(claims.jti)]
-        if claims.fam:
-            denied.append(keys.refresh_family_revoked(claims.fam))
-        if await self._redis.exists(*denied):  # one round trip for both denylists
+        if refused(claims.iat_ms, await self.store.state(claims.ref)):
             raise InvalidToken("Token has been revoked")
         return claims
 
     async def revoke(self, claims: Claims) -> None:
-        remaining = max(1, claims.exp - int(time.time()))
-        await self._redis.set(keys.revoked_token(claims.jti), b"1", ex=remaining)
+        """Log this one token out for the rest of its life."""
+        await self.store.deny(claims.jti, claims.exp - int(time.time()))
 
-    async def is_revoked(self, jti: str) -> bool:
-        return bool(await self._redis.exists(keys.revoked_token(jti)))
+
+def _int_claim(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default

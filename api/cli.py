@@ -1,4 +1,7 @@
-"""The ``switchboard`` command: serve, migrate, create-user, simulate."""
+"""The ``switchboard`` command: serve, migrate, create-user, create-group, list-groups, simulate.
+
+``create-user`` while the service runs: the user is announced (PostgreSQL NOTIFY on the same
+database), and the running service puts a new operator into the live view at once."""
 
 from __future__ import annotations
 
@@ -130,6 +133,7 @@ async def migrate_cmd(settings: Settings) -> None:
 
 async def create_user(settings: Settings, args: argparse.Namespace) -> None:
     from api.auth import hash_password
+    from storage.groups import Groups
     from storage.users import UserExists, Users
 
     password = args.password or getpass.getpass("Password: ")
@@ -138,15 +142,47 @@ async def create_user(settings: Settings, args: argparse.Namespace) -> None:
     if args.role == Role.OPERATOR and not args.extension:
         raise SystemExit("--extension is required for operators")
     async with _database(settings) as pool:
+        group_id = None
+        if args.group:
+            group = await Groups(pool).by_name(args.group)
+            if group is None:
+                raise SystemExit(f"no group named {args.group!r} (switchboard list-groups)")
+            group_id = group.id
+        users = Users(pool)
         try:
-            row = await Users(pool).create(
+            row = await users.create(
                 username=args.username, email=args.email or f"{args.username}@switchboard.local",
                 name=args.name or args.username, role=args.role,
                 password_hash=hash_password(password), extension=args.extension,
+                group_id=group_id,
             )
         except UserExists as exc:
             raise SystemExit(f"{exc.field} already exists") from None
+        await users.announce(str(row["id"]))  # a running service makes the operator live now
     print(f"created {args.role} {args.username!r} ({row['id']})")
+
+
+async def create_group(settings: Settings, args: argparse.Namespace) -> None:
+    from engine.errors import DomainError
+    from storage.groups import Groups
+
+    async with _database(settings) as pool:
+        try:
+            group = await Groups(pool).create(args.name, args.description)
+        except DomainError as exc:
+            raise SystemExit(f"{args.name!r}: {exc.message}") from None
+    print(f"created group {group.name!r} ({group.id})")
+
+
+async def list_groups(settings: Settings) -> None:
+    from storage.groups import Groups
+
+    async with _database(settings) as pool:
+        groups = await Groups(pool).all()
+    for group in groups:
+        print(f"{group.id}  {group.name}  ({group.members} users)  {group.description}")
+    if not groups:
+        print("no groups (switchboard create-group NAME)")
 
 
 async def simulate(settings: Settings, args: argparse.Namespace) -> None:
@@ -191,6 +227,11 @@ def _parser() -> argparse.ArgumentParser:
     cu.add_argument("--email")
     cu.add_argument("--name")
     cu.add_argument("--extension", help="required for operators: 3-5 digits")
+    cu.add_argument("--group", help="the name of an existing group")
+    cg = sub.add_parser("create-group", help="create an operator group")
+    cg.add_argument("name")
+    cg.add_argument("--description", default="")
+    sub.add_parser("list-groups", help="list the groups")
     sim = sub.add_parser("simulate", help="run a fake Asterisk with simulated call traffic")
     sim.add_argument("--rate", type=float, default=30.0, help="calls per minute")
     sim.add_argument("--host", default="127.0.0.1")
@@ -214,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         "serve": lambda: serve(settings),
         "migrate": lambda: migrate_cmd(settings),
         "create-user": lambda: create_user(settings, args),
+        "create-group": lambda: create_group(settings, args),
+        "list-groups": lambda: list_groups(settings),
         "simulate": lambda: simulate(settings, args),
     }
     try:

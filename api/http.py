@@ -17,6 +17,10 @@ from ws.messages import iso
 
 M = TypeVar("M", bound=BaseModel)
 
+# The default of a field in a partial update (PUT): pydantic does not validate defaults, so a
+# field left out stays unset while an explicit ``null`` is still refused by the field's type.
+UNSENT: Any = None
+
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """The JSON body validated by ``model``: 400 if not JSON, 422 (seed detail list) if invalid."""

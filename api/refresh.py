@@ -6,20 +6,21 @@ SHA-256 (``keys.refresh_token``) as a hash ``{sub, fam}`` (+ ``used`` once used)
 ``HSETNX``) and issues a new access + refresh token of the same family. Presenting a token that
 was already used means two parties hold it (one of them a thief): the whole family is revoked
 (``keys.refresh_family_revoked``), which also kills the family's access tokens, whose ``fam``
-claim ``Tokens.verify`` checks. Logout revokes the family of the token it logs out.
+claim ``Tokens.verify`` checks. Logout revokes the family of the token it logs out. A refresh
+token issued before the user's "tokens valid after" mark (password/role/active change) is dead
+too. The Redis side is ``storage/tokens.py``; revoking a family there also closes its WebSockets.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from api.auth import InvalidToken
-from storage import keys
+from storage.tokens import TokenStore
 
 
 class RefreshInvalid(InvalidToken):
@@ -41,8 +42,8 @@ def _digest(token: str) -> str:
 
 
 class RefreshTokens:
-    def __init__(self, redis: Redis, ttl: int, access_ttl: int) -> None:
-        self._redis = redis
+    def __init__(self, store: TokenStore, ttl: int, access_ttl: int) -> None:
+        self._store = store
         self.ttl = ttl
         self._family_ttl = max(ttl, access_ttl)
 
@@ -52,28 +53,23 @@ class RefreshTokens:
 
     async def issue(self, user_id: str, family: str) -> str:
         token = secrets.token_urlsafe(32)
-        key = keys.refresh_token(_digest(token))
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"sub": user_id, "fam": family})
-            pipe.expire(key, self.ttl)
-            await pipe.execute()
+        await self._store.save_refresh(_digest(token), user_id, family,
+                                       int(time.time() * 1000), self.ttl)
         return token
 
     async def consume(self, token: str) -> RefreshGrant:
         """Mark ``token`` used and return whose it is; reuse revokes the family."""
         if not token or len(token) > 256:
             raise RefreshInvalid()
-        key = keys.refresh_token(_digest(token))
-        record = await self._redis.hgetall(key)
-        if not record:
+        record = await self._store.spend_refresh(_digest(token))
+        if record is None or record.family_revoked:
             raise RefreshInvalid()
-        family = record[b"fam"].decode()
-        if await self._redis.exists(keys.refresh_family_revoked(family)):
+        if record.valid_after_ms and record.issued_ms < record.valid_after_ms:
             raise RefreshInvalid()
-        if not await self._redis.hsetnx(key, "used", "1"):  # atomic: only one caller wins
-            await self.revoke_family(family)
+        if not record.first_use:  # two parties hold it: one of them is a thief
+            await self.revoke_family(record.family)
             raise RefreshReused()
-        return RefreshGrant(user_id=record[b"sub"].decode(), family=family)
+        return RefreshGrant(user_id=record.user_id, family=record.family)
 
     async def revoke_family(self, family: str) -> None:
-        await self._redis.set(keys.refresh_family_revoked(family), b"1", ex=self._family_ttl)
+        await self._store.revoke_family(family, self._family_ttl)

@@ -10,6 +10,7 @@ from api.routing import Route
 from api.views import asterisk as asterisk_views
 from api.views import auth
 from api.views import calls as calls_views
+from api.views import groups as groups_views
 from api.views import operators as operators_views
 from api.views import parked as parked_views
 from api.views import queues as queues_views
@@ -39,6 +40,7 @@ ROUTES += asterisk_views.ROUTES
 ROUTES += stats_views.ROUTES  # before calls: /api/calls/stats is not a {call_id}
 ROUTES += calls_views.ROUTES
 ROUTES += users_views.ROUTES
+ROUTES += groups_views.ROUTES
 ROUTES += settings_views.ROUTES
 ROUTES += system_views.ROUTES
 ROUTES += parked_views.ROUTES

@@ -10,15 +10,19 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     import asyncpg
-    from redis.asyncio import Redis
 
     from api.auth import Claims, Tokens
     from api.config import Settings
+    from api.ratelimit import LoginThrottle
     from engine.machine.engine import Engine
     from service.pbx import PbxConnection
     from service.runner import Runner
     from service.supervise import Supervisor
+    from service.users import UserService
+    from storage.groups import Groups
+    from storage.ratelimits import RateCounters
     from storage.records import PostgresRecordSink
+    from storage.redis_client import RedisClient
     from storage.redis_state import RedisStateStore
     from storage.users import Users
     from ws.handler import WebSocketEndpoint
@@ -29,7 +33,7 @@ if TYPE_CHECKING:
 class Services:
     settings: Settings
     pool: asyncpg.Pool
-    redis: Redis
+    redis: RedisClient
     users: Users
     tokens: Tokens
     hub: Hub
@@ -39,6 +43,10 @@ class Services:
     records: PostgresRecordSink
     live_state: RedisStateStore
     pbx: PbxConnection
+    user_service: UserService
+    rate_counters: RateCounters
+    login_throttle: LoginThrottle
+    groups: Groups
     tasks: Supervisor | None = None  # the long-running tasks (api/app.py lifespan)
     started_at: float = field(default_factory=time.time)
     generated_admin_password: str | None = None  # created at first start: printed once

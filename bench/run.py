@@ -411,7 +411,7 @@ async def forwarder_phase(
                              app=ARI_APP) as fake:
         args = [sys.executable, "-m", "bench.forwarder", "--ari-url", fake.url,
                 "--ari-auth", f"{ARI_USER}:{password}", "--ari-app", ARI_APP,
-                "--token", token, "--port", "0"]
+                f"--token={token}", "--port", "0"]  # a token may start with "-"
         log_path = workdir / "forwarder.log"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         async with child(args, env, log_path, stdout_pipe=True) as proc:

@@ -30,6 +30,23 @@ def refresh_family_revoked(family: str) -> str:
     return f"{PREFIX}auth:family-revoked:{family}"
 
 
+# Every token of a user issued before this moment (unix ms) is dead: password, role or active
+# flag changed, or the user was deleted. TTL = max(token_ttl, refresh_token_ttl).
+def user_tokens_valid_after(user_id: str) -> str:
+    return f"{PREFIX}auth:valid-after:{user_id}"
+
+
+# Pub/sub channel: "user:<id>" or "family:<id>" when tokens are revoked, so every instance
+# closes the affected WebSockets at once (the periodic sweep is the fallback).
+REVOCATIONS = PREFIX + "auth:revocations"
+
+
+# Failed logins of one username: hash {failures, next_ms}; lives LOGIN_FAILURE_WINDOW seconds
+# after the last failure (api/ratelimit.py LoginThrottle).
+def login_failures(username: str) -> str:
+    return f"{PREFIX}auth:login-failures:{username}"
+
+
 # Fixed-window request counter; ``window`` = the window's index (unix time // RATE_WINDOW).
 RATE_WINDOW = 60  # seconds (the seed's limits are per minute)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,9 @@ class UserExists(Exception):
 UPDATABLE_COLUMNS = ("username", "email", "name", "role", "group_id", "is_active",
                      "password_hash")
 ADMIN_CHANGE_LOCK = 0x5B_0A_2D_02
+# NOTIFY channel: a user id, sent by another process (the CLI) that created a user, so the
+# running service provisions its operator at once.
+USER_ANNOUNCEMENTS = "switchboard_user_created"
 
 
 class UserNotFound(DomainError):
@@ -70,6 +74,19 @@ class Users:
             f"SELECT {USER_COLUMNS} FROM users WHERE id = $1::uuid", user_id
         )
 
+    async def with_operator_id(self, user_id: str) -> tuple[asyncpg.Record, str | None] | None:
+        """The user and the id of their operator row (None if none), in one query."""
+        row = await self.pool.fetchrow(
+            f"""SELECT {", ".join("u." + c.strip() for c in USER_COLUMNS.split(","))},
+                       o.id AS operator_id
+                  FROM users u LEFT JOIN operators o ON o.user_id = u.id
+                 WHERE u.id = $1::uuid""",
+            user_id,
+        )
+        if row is None:
+            return None
+        return row, str(row["operator_id"]) if row["operator_id"] else None
+
     async def operator_id_of(self, user_id: str) -> str | None:
         value = await self.pool.fetchval(
             "SELECT id FROM operators WHERE user_id = $1::uuid AND retired_at IS NULL", user_id
@@ -105,6 +122,33 @@ class Users:
                 raise UserExists(_unique_field(exc)) from None
         assert row is not None
         return row
+
+    async def announce(self, user_id: str) -> None:
+        """Tell a running service (any instance on this database) about a new user."""
+        await self.pool.execute("SELECT pg_notify($1, $2)", USER_ANNOUNCEMENTS, user_id)
+
+    async def announcements(self) -> AsyncIterator[str]:
+        """User ids announced with ``announce``, as they come; ends (raises ``ConnectionError``)
+        when the listening connection is lost. Holds one pooled connection meanwhile."""
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            queue.put_nowait(payload)
+
+        def on_lost(_conn: object) -> None:
+            queue.put_nowait(None)
+
+        async with self.pool.acquire() as conn:
+            conn.add_termination_listener(on_lost)
+            await conn.add_listener(USER_ANNOUNCEMENTS, on_notify)
+            try:
+                while (user_id := await queue.get()) is not None:
+                    yield user_id
+                raise ConnectionError("user announcements: connection lost")
+            finally:
+                conn.remove_termination_listener(on_lost)
+                if not conn.is_closed():
+                    await conn.remove_listener(USER_ANNOUNCEMENTS, on_notify)
 
     async def operators(self) -> list[Operator]:
         rows = await self.pool.fetch(

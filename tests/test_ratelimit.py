@@ -40,7 +40,9 @@ async def _fresh_window() -> None:
 async def rl_settings(app_settings: Settings, redis_url: str) -> AsyncIterator[Settings]:
     """``app_settings`` on another database of the same Redis server, flushed."""
     parts = urllib.parse.urlsplit(redis_url)
-    db = 13 if parts.path.strip("/") != "13" else 12
+    # next to the session's own database, not one fixed number: concurrent test sessions that
+    # use different TEST_REDIS_URL databases must not share (and flush) this one
+    db = (int(parts.path.strip("/") or 0) + 8) % 16
     url = parts._replace(path=f"/{db}").geturl()
     r = aredis.Redis.from_url(url)
     try:

@@ -8,7 +8,7 @@ import dataclasses
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -284,8 +284,8 @@ class FlakyAuthenticator(FakeAuthenticator):
             raise ConnectionError("redis is down")
         return await super().authenticate(token)
 
-    async def is_revoked(self, jti: str) -> bool:
-        await super().is_revoked(jti)
+    async def revoked(self, sessions: Sequence[WsSession]) -> list[bool]:
+        await super().revoked(sessions)
         raise ConnectionError("redis is down")
 
 

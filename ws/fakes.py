@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ws.handler import WsAuthError, WsSession
 
@@ -15,7 +15,7 @@ class FakeAuthenticator:
         self._clock = clock
         self._sessions: dict[str, WsSession] = {}
         self._refused: dict[str, tuple[str, str]] = {}
-        self.revoked: set[str] = set()
+        self.revoked_jtis: set[str] = set()
         self.revocation_checks = 0
 
     def add(self, token: str, session: WsSession) -> None:
@@ -26,7 +26,7 @@ class FakeAuthenticator:
         self._refused[token] = (code, message)
 
     def revoke(self, jti: str) -> None:
-        self.revoked.add(jti)
+        self.revoked_jtis.add(jti)
 
     async def authenticate(self, token: str) -> WsSession:
         if token in self._refused:
@@ -36,10 +36,10 @@ class FakeAuthenticator:
             raise WsAuthError("AUTH_001", "invalid token")
         if session.expires_at <= self._clock():
             raise WsAuthError("AUTH_002", "token expired")
-        if session.jti in self.revoked:
+        if session.jti in self.revoked_jtis:
             raise WsAuthError("AUTH_001", "token revoked")
         return session
 
-    async def is_revoked(self, jti: str) -> bool:
+    async def revoked(self, sessions: Sequence[WsSession]) -> list[bool]:
         self.revocation_checks += 1
-        return jti in self.revoked
+        return [session.jti in self.revoked_jtis for session in sessions]

@@ -14,8 +14,12 @@ Conversation (JSON text frames):
    "field"}`` (``WS_001`` unknown event types, ``WS_002`` malformed or unknown request) without
    closing.
 
-Closes: 4002 when the token expires (reason ``AUTH_002``) or is revoked (``AUTH_001``; checked with
-``is_revoked`` every ``revocation_poll`` seconds, and at once through ``revoke(jti)``); 1013 when
+Closes: 4002 when the token expires (reason ``AUTH_002``) or is revoked (reason ``AUTH_001``):
+logged out, its refresh family revoked, or every token of its user revoked (deactivated,
+deleted, password or role changed). Revocation closes at once through ``revoke(jti)``,
+``revoke_family(family)`` and ``revoke_user(user_id)`` (the service calls them on the Redis
+revocation notices of any instance), and a sweep asks ``Authenticator.revoked`` about every
+connected token every ``revocation_poll`` seconds, in case a notice was lost; 1013 when
 the client's send queue overflows (it reads too slowly); 1001 on ``close_all()``; 1011 when the
 authenticator itself fails (not a refusal) or the snapshot cannot be built. Dead peers are found
 by aiohttp's ``heartbeat`` pings.
@@ -29,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -68,6 +72,8 @@ class WsSession:
     user: dict[str, Any]  # sent as is in auth_ok
     expires_at: float     # epoch seconds (JWT ``exp``)
     jti: str
+    family: str | None = None  # refresh-token family of the token, if any
+    issued_ms: int = 0         # when the token was issued (revocation by time)
 
 
 class Authenticator(Protocol):
@@ -75,7 +81,9 @@ class Authenticator(Protocol):
         """The session for a valid, unexpired, unrevoked token; else raise ``WsAuthError``."""
         ...
 
-    async def is_revoked(self, jti: str) -> bool: ...
+    async def revoked(self, sessions: Sequence[WsSession]) -> list[bool]:
+        """For each session, whether its token has been revoked since (one round trip)."""
+        ...
 
 
 @dataclass(eq=False)
@@ -176,7 +184,18 @@ class WebSocketEndpoint:
 
     def revoke(self, jti: str) -> int:
         """Close (4002) every socket opened with this token, e.g. on logout. Returns how many."""
-        clients = [c for c in self._clients if c.session.jti == jti and not c.done.is_set()]
+        return self._revoke_where(lambda s: s.jti == jti)
+
+    def revoke_family(self, family: str) -> int:
+        """Close (4002) every socket opened with a token of this refresh family."""
+        return self._revoke_where(lambda s: s.family == family)
+
+    def revoke_user(self, user_id: str) -> int:
+        """Close (4002) every socket of this user (all their tokens were revoked)."""
+        return self._revoke_where(lambda s: s.viewer.user_id == user_id)
+
+    def _revoke_where(self, match: Callable[[WsSession], bool]) -> int:
+        clients = [c for c in self._clients if match(c.session) and not c.done.is_set()]
         for client in clients:
             client.request_close(CLOSE_AUTH_ENDED, "AUTH_001")
         return len(clients)
@@ -295,20 +314,23 @@ class WebSocketEndpoint:
             self._sweeper = asyncio.create_task(self._sweep_revoked(self._revocation_poll))
 
     async def _sweep_revoked(self, poll: float) -> None:
-        """Every ``poll`` seconds, one denylist lookup per distinct token of the connected
+        """Every ``poll`` seconds, one revocation check for all distinct tokens of the connected
         clients (a thousand dashboards must not mean a thousand timers and Redis calls)."""
         while self._clients:
             await asyncio.sleep(poll)
-            for jti in {c.session.jti for c in self._clients}:
-                if await self._lookup(jti):
-                    self.revoke(jti)
+            sessions = list({c.session.jti: c.session for c in self._clients}.values())
+            for session, revoked in zip(sessions, await self._lookup(sessions), strict=True):
+                if revoked:
+                    self.revoke(session.jti)
 
-    async def _lookup(self, jti: str) -> bool:
+    async def _lookup(self, sessions: list[WsSession]) -> list[bool]:
+        if not sessions:
+            return []
         try:
-            return await self._auth.is_revoked(jti)
+            return await self._auth.revoked(sessions)
         except Exception:  # fail open: a denylist outage must not drop every dashboard
-            log.warning("revocation check failed; keeping the connection", exc_info=True)
-            return False
+            log.warning("revocation check failed; keeping the connections", exc_info=True)
+            return [False] * len(sessions)
 
     async def _close(self, ws: web.WebSocketResponse, code: int, reason: str) -> None:
         try:

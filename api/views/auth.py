@@ -26,7 +26,7 @@ from api.state import SERVICES, Services, current_claims, current_user
 
 
 class LoginBody(BaseModel):
-    username: str = Field(min_length=1, max_length=50)
+    username: str = Field(min_length=1, max_length=50, pattern=r"^[^\x00]*$")  # PG: no NUL
     password: str = Field(min_length=1, max_length=256)
 
 
@@ -71,7 +71,7 @@ class LogoutOut(BaseModel):
 
 
 def _refresh_tokens(services: Services) -> RefreshTokens:
-    return RefreshTokens(services.redis, services.settings.refresh_token_ttl,
+    return RefreshTokens(services.tokens.store, services.settings.refresh_token_ttl,
                          services.tokens.ttl)
 
 
@@ -104,10 +104,13 @@ async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginBody)
     query = parse_query(request, LoginQuery)
     services = request.app[SERVICES]
+    await services.login_throttle.before_attempt(body.username)  # 429 RATE_002 while it must wait
     user = await services.users.by_username(body.username)
     password_ok = await verify_password(user["password_hash"] if user else None, body.password)
     if user is None or not password_ok:
+        await services.login_throttle.failed(body.username)
         raise InvalidCredentials()
+    await services.login_throttle.succeeded(body.username)
     if not user["is_active"]:
         raise UserInactive()
     return await _grant(request, user, RefreshTokens.new_family(), cookie=query.cookie)
@@ -116,12 +119,11 @@ async def login(request: web.Request) -> web.Response:
 async def refresh(request: web.Request) -> web.Response:
     """Rotate: the refresh token is spent and a new pair issued; a spent one revokes the family."""
     body = await parse_body(request, RefreshBody) if await request.read() else RefreshBody()
-    token = body.refresh_token
-    from_cookie = token is None
+    from_cookie = body.refresh_token is None
+    token = request.cookies.get(REFRESH_COOKIE) if from_cookie else body.refresh_token
+    if not token:
+        raise RefreshInvalid()
     if from_cookie:
-        token = request.cookies.get(REFRESH_COOKIE)
-        if not token:
-            raise RefreshInvalid()
         require_csrf_header(request)
     services = request.app[SERVICES]
     refresh_tokens = _refresh_tokens(services)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from api.crypto import SecretBox, SecretUnreadable, secret_box
 from api.errors import json_response
-from api.http import invalid_field, parse_body, to_json
+from api.http import UNSENT, invalid_field, parse_body, to_json
 from api.routing import Route
 from api.state import SERVICES, Services, current_user
 from connectors.ari.client import AriConfig
@@ -46,13 +46,13 @@ def _upper(value: Any) -> Any:
 
 
 class AsteriskConfigIn(BaseModel):
-    host: str = Field(None, min_length=1, max_length=253, pattern=HOST_PATTERN)
-    port: int = Field(None, ge=1, le=65535)
-    username: str = Field(None, max_length=128)
+    host: str = Field(UNSENT, min_length=1, max_length=253, pattern=HOST_PATTERN)
+    port: int = Field(UNSENT, ge=1, le=65535)
+    username: str = Field(UNSENT, max_length=128)
     password: str | None = Field(None, max_length=256)
-    protocol: Literal["ARI"] = None
-    timeout: int = Field(None, ge=1, le=300)
-    enabled: bool = None
+    protocol: Literal["ARI"] = UNSENT
+    timeout: int = Field(UNSENT, ge=1, le=300)
+    enabled: bool = UNSENT
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -63,14 +63,14 @@ class AsteriskConfigIn(BaseModel):
 class SettingsIn(BaseModel):
     """Partial SystemSettings; ``updated_by`` / ``updated_at`` are set by the server."""
 
-    call_recording: bool = None
-    auto_answer_delay: int = Field(None, ge=0, le=3600)
-    max_call_duration: int = Field(None, ge=1, le=86400)
-    queue_timeout: int = Field(None, ge=1, le=86400)
-    callback_enabled: bool = None
-    sms_notifications: bool = None
-    email_notifications: bool = None
-    asterisk_config: AsteriskConfigIn = None
+    call_recording: bool = UNSENT
+    auto_answer_delay: int = Field(UNSENT, ge=0, le=3600)
+    max_call_duration: int = Field(UNSENT, ge=1, le=86400)
+    queue_timeout: int = Field(UNSENT, ge=1, le=86400)
+    callback_enabled: bool = UNSENT
+    sms_notifications: bool = UNSENT
+    email_notifications: bool = UNSENT
+    asterisk_config: AsteriskConfigIn = UNSENT
 
 
 class AsteriskConfigOut(BaseModel):

@@ -4,7 +4,9 @@
   row exactly when its role is ``operator``: ``extension`` is required for operators (422 with
   ``loc ["body","extension"]``) and refused for other roles; changing the role away from
   ``operator`` deletes the operator row (call records keep their data, ``operator_id`` becomes
-  null). Every change is told to the live engine (``OperatorProvisioned`` / ``OperatorRemoved``).
+  null). Every change is told to the live engine (``OperatorProvisioned`` / ``OperatorRemoved``)
+  and a change of password, role or active flag, or a deletion, revokes the user's tokens and
+  closes their WebSockets (``service/users.py``).
   The last *active* admin can be neither deleted nor demoted nor deactivated (USER_005).
   ``POST`` answers 201; ``DELETE`` answers ``{"success": true, "message": ...}``.
 """
@@ -21,39 +23,15 @@ from pydantic import BaseModel, EmailStr, Field
 
 from api.auth import hash_password
 from api.errors import json_response
-from api.http import invalid_field, parse_body, parse_query, row_json, to_json, uuid_param
+from api.http import UNSENT, invalid_field, parse_body, parse_query, row_json, to_json, uuid_param
 from api.routing import Route
-from api.state import SERVICES, Services
-from engine.errors import DomainError, DuplicateRecord
-from engine.events import OperatorProvisioned, OperatorRemoved
+from api.state import SERVICES
 from engine.roles import Role
-from storage.users import UnknownGroup, UserExists, UserNotFound
+from storage.users import UserNotFound
 
 ADMIN = (Role.ADMIN,)
 EXTENSION_PATTERN = r"^[0-9]{3,5}$"
-
-
-# -- errors (no HTTP here: api/errors.py maps the codes) --------------------------------------
-
-
-class UsernameTaken(DomainError):
-    code, default_message = "USER_001", "Username already exists"
-
-
-class EmailTaken(DomainError):
-    code, default_message = "USER_002", "Email already exists"
-
-
-class ExtensionTaken(DomainError):
-    code, default_message = "USER_003", "Extension is already assigned"
-
-
-def _conflict(exc: UserExists) -> DomainError:
-    kinds: dict[str, type[DomainError]] = {
-        "username": UsernameTaken, "email": EmailTaken, "extension": ExtensionTaken,
-    }
-    kind = kinds.get(exc.field, DuplicateRecord)
-    return kind(field=exc.field if exc.field in kinds else None)
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: 422, not 500
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -91,9 +69,9 @@ class UsersQuery(BaseModel):
 
 
 class UserCreate(BaseModel):
-    username: str = Field(min_length=3, max_length=50)
+    username: str = Field(min_length=3, max_length=50, pattern=NO_NUL)
     email: EmailStr = Field(max_length=254)
-    name: str = Field("", max_length=200)
+    name: str = Field("", max_length=200, pattern=NO_NUL)
     password: str = Field(min_length=6, max_length=256)
     role: Role
     group_id: UUID | None = None
@@ -104,14 +82,14 @@ class UserCreate(BaseModel):
 class UserUpdate(BaseModel):
     """Partial: only the fields sent change. ``password`` is hashed; no hash is ever accepted."""
 
-    username: str = Field(None, min_length=3, max_length=50)
-    email: EmailStr = Field(None, max_length=254)
-    name: str = Field(None, max_length=200)
-    password: str = Field(None, min_length=6, max_length=256)
-    role: Role = None
+    username: str = Field(UNSENT, min_length=3, max_length=50, pattern=NO_NUL)
+    email: EmailStr = Field(UNSENT, max_length=254)
+    name: str = Field(UNSENT, max_length=200, pattern=NO_NUL)
+    password: str = Field(UNSENT, min_length=6, max_length=256)
+    role: Role = UNSENT
     group_id: UUID | None = None
-    extension: str = Field(None, pattern=EXTENSION_PATTERN)
-    is_active: bool = None
+    extension: str = Field(UNSENT, pattern=EXTENSION_PATTERN)
+    is_active: bool = UNSENT
 
 
 class Deleted(BaseModel):
@@ -138,76 +116,42 @@ def _check_extension(model: str, role: str, extension: str | None, has_operator:
                        "extension is only for users with role operator", extension)
 
 
-async def _check_group(services: Services, group_id: UUID | None) -> None:
-    if group_id is not None and not await services.users.group_exists(str(group_id)):
-        raise UnknownGroup()
-
-
-async def _tell_engine(services: Services, user_id: str, operator_before: str | None) -> None:
-    """Bring the engine's operator directory in line with the user's stored operator row."""
-    operator = await services.users.operator_for_user(user_id)
-    if operator is not None:
-        services.runner.submit(OperatorProvisioned(operator))
-    elif operator_before is not None:
-        services.runner.submit(OperatorRemoved(operator_before))
-
-
 async def create_user(request: web.Request) -> web.Response:
     body = await parse_body(request, UserCreate)
-    services = request.app[SERVICES]
     _check_extension("UserCreate", body.role, body.extension, has_operator=False)
-    await _check_group(services, body.group_id)
     password_hash = await asyncio.to_thread(hash_password, body.password)
-    try:
-        row = await services.users.create(
-            username=body.username, email=body.email, name=body.name, role=body.role,
-            password_hash=password_hash,
-            group_id=str(body.group_id) if body.group_id else None, extension=body.extension,
-        )
-    except UserExists as exc:
-        raise _conflict(exc) from None
-    user_id = str(row["id"])
-    if not body.is_active:
-        row = await services.users.update(user_id, {"is_active": False})
-    await _tell_engine(services, user_id, None)
+    row = await request.app[SERVICES].user_service.create(
+        username=body.username, email=body.email, name=body.name, role=body.role,
+        password_hash=password_hash, group_id=str(body.group_id) if body.group_id else None,
+        extension=body.extension, is_active=body.is_active,
+    )
     return json_response(row_json(row), status=201)
 
 
 async def update_user(request: web.Request) -> web.Response:
     user_id = uuid_param(request, "user_id", not_found=UserNotFound)
     body = await parse_body(request, UserUpdate)
-    services = request.app[SERVICES]
-    current = await services.users.by_id(user_id)
-    if current is None:
-        raise UserNotFound()
+    service = request.app[SERVICES].user_service
+    current, operator_id = await service.current(user_id)
     sent = body.model_fields_set
     changes: dict[str, Any] = {
         name: getattr(body, name)
         for name in ("username", "email", "name", "role", "is_active") if name in sent
     }
     if "group_id" in sent:
-        await _check_group(services, body.group_id)
         changes["group_id"] = str(body.group_id) if body.group_id else None
     if "password" in sent:
         changes["password_hash"] = await asyncio.to_thread(hash_password, body.password)
     extension = body.extension if "extension" in sent else None
-    operator_before = await services.users.operator_id_of(user_id)
     _check_extension("UserUpdate", changes.get("role", current["role"]), extension,
-                     has_operator=operator_before is not None)
-    try:
-        row = await services.users.update(user_id, changes, extension=extension)
-    except UserExists as exc:
-        raise _conflict(exc) from None
-    await _tell_engine(services, user_id, operator_before)
+                     has_operator=operator_id is not None)
+    row = await service.update(user_id, changes, extension=extension)
     return json_response(row_json(row))
 
 
 async def delete_user(request: web.Request) -> web.Response:
     user_id = uuid_param(request, "user_id", not_found=UserNotFound)
-    services = request.app[SERVICES]
-    operator_id = await services.users.delete(user_id)
-    if operator_id is not None:
-        services.runner.submit(OperatorRemoved(operator_id))
+    await request.app[SERVICES].user_service.delete(user_id)
     return json_response({"success": True, "message": "User deleted"})
 
 
