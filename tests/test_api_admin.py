@@ -327,12 +327,22 @@ async def test_operator_changes_reach_the_engine(client: TestClient, admin: dict
     resp = await client.get(f"{path}/operator", headers=admin)
     assert resp.status == 200 and await resp.json() is None
 
-    # becoming an operator needs an extension
-    resp = await client.put(path, headers=admin, json={"role": "operator"})
-    assert resp.status == 422
-    assert (await resp.json())["detail"][0]["loc"] == ["body", "extension"]
     resp = await client.put(path, headers=admin, json={"extension": fresh_extension()})
     assert resp.status == 422  # an extension for a manager
+    # a manager who never was an operator needs an extension to become one
+    never = await client.post("/api/admin/users", headers=admin, json={
+        "username": "never_op", "email": "never_op@example.com", "name": "N",
+        "password": "secret-pass", "role": "manager"})
+    resp = await client.put(f"/api/admin/users/{(await never.json())['id']}", headers=admin,
+                            json={"role": "operator"})
+    assert resp.status == 422
+    assert (await resp.json())["detail"][0]["loc"] == ["body", "extension"]
+    # a former operator comes back with the extension they had (same operator identity)
+    resp = await client.put(path, headers=admin, json={"role": "operator"})
+    assert resp.status == 200
+    await services.runner.drain()
+    assert new_ext in engine_extensions(services)
+    resp = await client.put(path, headers=admin, json={"role": "manager"})
     ext = fresh_extension()
     resp = await client.put(path, headers=admin, json={"role": "operator", "extension": ext})
     assert resp.status == 200
