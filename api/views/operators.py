@@ -21,6 +21,7 @@ from api.auth import Forbidden
 from api.errors import json_response
 from api.http import parse_body, parse_query, to_json, uuid_param
 from api.routing import Route
+from api.scope import supervised_group
 from api.state import SERVICES, Services, current_user
 from engine.errors import RecordNotFound
 from engine.events import OperatorProvisioned, OperatorStatusRequested
@@ -77,17 +78,15 @@ def operator_item(services: Services, row: Any) -> dict[str, Any]:
     }
 
 
-def _supervised_group(user: Any) -> str | None:
-    """The group a supervisor is limited to (None: sees everything)."""
-    if user["role"] == Role.SUPERVISOR and user["group_id"] is not None:
-        return str(user["group_id"])
-    return None
+def _group_text(user: Any) -> str | None:
+    own = supervised_group(user)
+    return None if own is None else str(own)
 
 
 async def list_operators(request: web.Request) -> web.Response:
     query = parse_query(request, OperatorsQuery)
     services = request.app[SERVICES]
-    own_group = _supervised_group(current_user(request))
+    own_group = _group_text(current_user(request))
     group = str(query.group_id) if query.group_id else None
     if own_group is not None and group not in (None, own_group):
         return json_response([])
@@ -110,7 +109,7 @@ async def set_status(request: web.Request) -> web.Response:
     if user["role"] == Role.OPERATOR:
         if await services.users.operator_id_of(str(user["id"])) != operator_id:
             raise Forbidden("Operators may change only their own status")
-    own_group = _supervised_group(user)
+    own_group = _group_text(user)
     if own_group is not None and to_json(row["group_id"]) != own_group:
         raise Forbidden("This operator is not in your group")
 
