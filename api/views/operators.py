@@ -24,10 +24,9 @@ from api.routing import Route
 from api.scope import supervised_group
 from api.state import SERVICES, Services, current_user
 from engine.errors import RecordNotFound
-from engine.events import OperatorProvisioned, OperatorStatusRequested
 from engine.model import OperatorStatus
 from engine.roles import STAFF, Role
-from storage.users import operator_from_row
+from service.operators import set_operator_status
 from ws.messages import iso
 
 Status = Literal["online", "busy", "offline"]
@@ -113,13 +112,8 @@ async def set_status(request: web.Request) -> web.Response:
     if own_group is not None and to_json(row["group_id"]) != own_group:
         raise Forbidden("This operator is not in your group")
 
-    await services.users.set_manual_status(operator_id, body.status)
-    if services.engine.operator(operator_id) is None:
-        # Created after the engine started (e.g. by the admin API): enter it in the directory.
-        await services.runner.handle_now(OperatorProvisioned(operator_from_row(row)))
-    await services.runner.handle_now(
-        OperatorStatusRequested(operator_id, OperatorStatus(body.status), datetime.now(UTC))
-    )
+    await set_operator_status(services.users, services.engine, services.runner, row,
+                              OperatorStatus(body.status))
     return json_response(operator_item(services, row))
 
 
