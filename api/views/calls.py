@@ -46,12 +46,18 @@ CSV_FIELDS = ("id", "channel_id", "caller_number", "called_number", "operator_id
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+LAST_YEAR = 9998  # so that a day, an hour or a microsecond can always be added
+
+
 def _utc(moment: datetime) -> datetime:
-    """Aware UTC (naive means UTC); a value that leaves the representable range is refused."""
+    """Aware UTC (naive means UTC); a value outside years 1-9998 is refused (422)."""
     try:
-        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+        moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     except OverflowError:
         raise ValueError("date out of range") from None
+    if moment.year > LAST_YEAR:
+        raise ValueError(f"date out of range (after {LAST_YEAR})")
+    return moment
 
 
 Instant = Annotated[datetime, AfterValidator(_utc)]
@@ -63,15 +69,12 @@ def _bound(value: Any, *, end: bool) -> Any:
     if value is None or isinstance(value, datetime):
         return value
     text = str(value).strip()
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return moment + timedelta(days=1) if end else moment
-        moment = _utc(datetime.fromisoformat(text))
-        return moment + timedelta(microseconds=1) if end else moment
-    except OverflowError:
-        raise ValueError("date out of range") from None
+    if len(text) == 10:
+        day = date.fromisoformat(text)
+        moment = _utc(datetime(day.year, day.month, day.day))
+        return moment + timedelta(days=1) if end else moment
+    moment = _utc(datetime.fromisoformat(text))
+    return moment + timedelta(microseconds=1) if end else moment
 
 
 class CallQuery(BaseModel):
