@@ -63,20 +63,18 @@ async def test_redis_down_is_503_db_001_everywhere(app_settings: Settings) -> No
 async def _outage(settings: Settings, which: str) -> None:
     url = settings.database_url if which == "postgres" else settings.redis_url
     target = urllib.parse.urlsplit(url)
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 0)
-    await proxy.start()
     key = "database_url" if which == "postgres" else "redis_url"
-    client = await _client(settings, **{key: _through(url, proxy)})
-    try:
-        token = await login(client)
-        resp = await client.get("/api/calls/", headers={"Authorization": f"Bearer {token}"})
-        assert resp.status == 200
-        await proxy.cut()
-        await _every_route_is_503(client, token)
-        proxy.restore()
-        resp = await client.get("/api/calls/", headers={"Authorization": f"Bearer {token}"})
-        assert resp.status == 200  # back by itself once the store is
-    finally:
-        proxy.restore()
-        await client.close()
-        await proxy.close()
+    async with TcpProxy(target.hostname or "127.0.0.1", target.port or 0) as proxy:
+        client = await _client(settings, **{key: _through(url, proxy)})
+        try:
+            token = await login(client)
+            headers = {"Authorization": f"Bearer {token}"}
+            assert (await client.get("/api/calls/", headers=headers)).status == 200
+            proxy.cut("reset")
+            await _every_route_is_503(client, token)
+            proxy.restore()
+            resp = await client.get("/api/calls/", headers=headers)
+            assert resp.status == 200  # back by itself once the store is
+        finally:
+            proxy.restore()
+            await client.close()
