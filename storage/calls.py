@@ -239,7 +239,8 @@ async def _count(conn: asyncpg.Connection, f: CallFilter) -> int:
     b = _align(f.date_to, unit, up=False)
     if a is not None and b is not None and a >= b:  # no whole bucket inside: count the rows
         return total + await rows(final)
-    column = {("completed",): "answered", ("missed",): "missed"}.get(final, "offered")
+    column = ("answered" if final == ("completed",) else "missed" if final == ("missed",)
+              else "offered")
     args: list[Any] = []
     parts = ["TRUE"]
     for value, sql in ((a, "bucket >= ${}"), (b, "bucket < ${}"),
