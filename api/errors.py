@@ -14,7 +14,8 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from engine.errors import DomainError, InvalidInput
+from engine.errors import DomainError, InvalidInput, StorageUnavailable
+from storage.availability import CONNECTION_ERRORS
 
 log = logging.getLogger("switchboard.api")
 
@@ -94,6 +95,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                              status=status, headers=headers)
     except ValidationError as exc:
         return json_response({"detail": validation_detail(exc)}, status=422)
+    except CONNECTION_ERRORS as exc:
+        # PostgreSQL or Redis unreachable: the client may retry later; no stack trace per request.
+        log.warning("storage unavailable on %s %s: %r", request.method, request.path, exc)
+        err = StorageUnavailable()
+        return json_response(error_body(503, err.message, err.code), status=503)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

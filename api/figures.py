@@ -22,7 +22,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from storage.stats import Sums
 
 Period = Literal["today", "yesterday", "week", "month"]
 PERIOD_DAYS = {"today": 1, "yesterday": 1, "week": 7, "month": 30}
@@ -95,8 +98,9 @@ class Tally:
     max_wait: int = 0
 
     @classmethod
-    def of(cls, row: Mapping[str, Any] | Any) -> Tally:
-        return cls(**{f.name: int(row[f.name] or 0) for f in fields(cls)})
+    def of(cls, sums: Sums) -> Tally:
+        """A mutable copy of stored sums, to add others to."""
+        return cls(**{f.name: getattr(sums, f.name) for f in fields(cls)})
 
     def add(self, other: Tally) -> Tally:
         for f in fields(self):

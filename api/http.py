@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -22,20 +23,53 @@ M = TypeVar("M", bound=BaseModel)
 UNSENT: Any = None
 
 
+# C0 controls but tab, LF, CR; and DEL. PostgreSQL cannot store NUL in text at all (the query
+# would fail: a 500), and no field of this API has a use for the others.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def control_characters(data: Any, location: str) -> list[dict[str, Any]]:
+    """One seed 422 item per string (key or value, at any depth) holding a control character."""
+    found: list[dict[str, Any]] = []
+
+    def walk(value: Any, loc: list[Any]) -> None:
+        if isinstance(value, str):
+            if _CONTROL.search(value):
+                found.append({"loc": [location, *loc], "type": "string_control_character",
+                              "msg": "Control characters (such as NUL) are not allowed"})
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(key, [*loc, key])
+                walk(item, [*loc, key])
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, [*loc, index])
+
+    walk(data, [])
+    return found
+
+
 async def parse_body(request: web.Request, model: type[M]) -> M:
-    """The JSON body validated by ``model``: 400 if not JSON, 422 (seed detail list) if invalid."""
+    """The JSON body validated by ``model``: 400 if not JSON, 422 (seed detail list) if invalid
+    or if any string in it holds a control character."""
     raw = await request.read()
     try:
         data = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
         raise MalformedRequest() from None
+    if bad := control_characters(data, "body"):
+        raise InvalidInput(bad)
     return model.model_validate(data)
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:
-    """Query parameters validated by ``model``: 422 with ``loc: ["query", field]``."""
+    """Query parameters validated by ``model``: 422 with ``loc: ["query", field]`` (also for a
+    control character in any parameter)."""
+    params = dict(request.query)
+    if bad := control_characters(params, "query"):
+        raise InvalidInput(bad)
     try:
-        return model.model_validate(dict(request.query))
+        return model.model_validate(params)
     except ValidationError as exc:
         raise InvalidInput(validation_detail(exc, "query")) from None
 

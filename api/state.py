@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
-    import asyncpg
 
     from api.auth import Claims, Tokens
     from api.config import Settings
@@ -19,6 +18,7 @@ if TYPE_CHECKING:
     from service.runner import Runner
     from service.supervise import Supervisor
     from service.users import UserService
+    from storage.db import Pool
     from storage.groups import Groups
     from storage.ratelimits import RateCounters
     from storage.records import PostgresRecordSink
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 @dataclass
 class Services:
     settings: Settings
-    pool: asyncpg.Pool
+    pool: Pool
     redis: RedisClient
     users: Users
     tokens: Tokens

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+Pool = asyncpg.Pool  # what the rest of the code names a PostgreSQL pool by
 log = logging.getLogger("switchboard.db")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"

@@ -1,7 +1,10 @@
-"""Queues (seed ``Queue``) in PostgreSQL, and the per-queue call figures of one day."""
+"""Queues (seed ``Queue``) in PostgreSQL, and the per-queue call figures of one day.
+Queue rows come back as frozen ``QueueRow``s, not ``asyncpg.Record``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +23,31 @@ WRITABLE = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    id: str
+    name: str
+    description: str
+    asterisk_name: str
+    max_wait_time: int
+    priority: int
+    strategy: str
+    members: tuple[str, ...]
+    is_active: bool
+    service_level_threshold: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> QueueRow:
+        values = {f.name: record[f.name] for f in fields(cls)}
+        return cls(**values | {"id": str(values["id"]), "members": tuple(values["members"])})
+
+    def __getitem__(self, key: str) -> Any:
+        """Read by column name too (``api/views/asterisk.py`` still does; to be dropped)."""
+        return getattr(self, key)
+
+
 class QueueExists(DuplicateRecord):
     """A unique column (``name`` or ``asterisk_name``) is taken: seed DB_004."""
 
@@ -31,17 +59,18 @@ class Queues:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def all(self) -> list[asyncpg.Record]:
-        return list(await self.pool.fetch(
+    async def all(self) -> list[QueueRow]:
+        return [QueueRow.of(r) for r in await self.pool.fetch(
             f"SELECT {QUEUE_COLUMNS} FROM queues ORDER BY priority DESC, name"
-        ))
+        )]
 
-    async def get(self, queue_id: str) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(
+    async def get(self, queue_id: str) -> QueueRow | None:
+        row = await self.pool.fetchrow(
             f"SELECT {QUEUE_COLUMNS} FROM queues WHERE id = $1::uuid", queue_id
         )
+        return None if row is None else QueueRow.of(row)
 
-    async def create(self, values: dict[str, Any]) -> asyncpg.Record:
+    async def create(self, values: dict[str, Any]) -> QueueRow:
         cols = [c for c in WRITABLE if c in values]
         params = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
         sql = (f"INSERT INTO queues ({', '.join(cols)}) VALUES ({params})"
@@ -50,7 +79,7 @@ class Queues:
         assert row is not None
         return row
 
-    async def update(self, queue_id: str, values: dict[str, Any]) -> asyncpg.Record | None:
+    async def update(self, queue_id: str, values: dict[str, Any]) -> QueueRow | None:
         """Set the given columns; None when the queue does not exist."""
         cols = [c for c in WRITABLE if c in values]
         if not cols:
@@ -98,9 +127,10 @@ class Queues:
         )
         return {(r["queue_name"], r["extension"]): (r["taken"], r["last_call"]) for r in rows}
 
-    async def _write(self, sql: str, *args: Any) -> asyncpg.Record | None:
+    async def _write(self, sql: str, *args: Any) -> QueueRow | None:
         try:
-            return await self.pool.fetchrow(sql, *args)
+            row = await self.pool.fetchrow(sql, *args)
+            return None if row is None else QueueRow.of(row)
         except asyncpg.UniqueViolationError as exc:
             constraint = getattr(exc, "constraint_name", "") or ""
             raise QueueExists("asterisk_name" if "asterisk" in constraint else "name") from None

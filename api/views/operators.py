@@ -21,12 +21,12 @@ from api.auth import Forbidden
 from api.errors import json_response
 from api.http import parse_body, parse_query, to_json, uuid_param
 from api.routing import Route
+from api.scope import supervised_group
 from api.state import SERVICES, Services, current_user
 from engine.errors import RecordNotFound
-from engine.events import OperatorProvisioned, OperatorStatusRequested
 from engine.model import OperatorStatus
 from engine.roles import STAFF, Role
-from storage.users import operator_from_row
+from service.operators import set_operator_status
 from ws.messages import iso
 
 Status = Literal["online", "busy", "offline"]
@@ -77,17 +77,15 @@ def operator_item(services: Services, row: Any) -> dict[str, Any]:
     }
 
 
-def _supervised_group(user: Any) -> str | None:
-    """The group a supervisor is limited to (None: sees everything)."""
-    if user["role"] == Role.SUPERVISOR and user["group_id"] is not None:
-        return str(user["group_id"])
-    return None
+def _group_text(user: Any) -> str | None:
+    own = supervised_group(user)
+    return None if own is None else str(own)
 
 
 async def list_operators(request: web.Request) -> web.Response:
     query = parse_query(request, OperatorsQuery)
     services = request.app[SERVICES]
-    own_group = _supervised_group(current_user(request))
+    own_group = _group_text(current_user(request))
     group = str(query.group_id) if query.group_id else None
     if own_group is not None and group not in (None, own_group):
         return json_response([])
@@ -110,17 +108,12 @@ async def set_status(request: web.Request) -> web.Response:
     if user["role"] == Role.OPERATOR:
         if await services.users.operator_id_of(str(user["id"])) != operator_id:
             raise Forbidden("Operators may change only their own status")
-    own_group = _supervised_group(user)
+    own_group = _group_text(user)
     if own_group is not None and to_json(row["group_id"]) != own_group:
         raise Forbidden("This operator is not in your group")
 
-    await services.users.set_manual_status(operator_id, body.status)
-    if services.engine.operator(operator_id) is None:
-        # Created after the engine started (e.g. by the admin API): enter it in the directory.
-        await services.runner.handle_now(OperatorProvisioned(operator_from_row(row)))
-    await services.runner.handle_now(
-        OperatorStatusRequested(operator_id, OperatorStatus(body.status), datetime.now(UTC))
-    )
+    await set_operator_status(services.users, services.engine, services.runner, row,
+                              OperatorStatus(body.status))
     return json_response(operator_item(services, row))
 
 

@@ -14,19 +14,20 @@ that rang members of two queues counts in both.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import asdict
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.errors import json_response
-from api.http import parse_body, row_json, uuid_param
+from api.http import parse_body, to_json, uuid_param
 from api.routing import Route
 from api.state import SERVICES
 from engine.errors import RecordNotFound
 from engine.model import Call, CallStatus, Operator
 from engine.roles import STAFF, Role
-from storage.queues import Queues
+from storage.queues import QueueRow, Queues
 
 # Asterisk app_queue strategies (queues.conf).
 Strategy = Literal["ringall", "leastrecent", "fewestcalls", "random", "rrmemory", "rrordered",
@@ -107,24 +108,26 @@ class QueueDetail(QueueOut):
     updated_at: str
 
 
-def queue_calls(queue: Any, calls: Iterable[Call], operators: Iterable[Operator]) -> list[Call]:
+def queue_calls(queue: QueueRow, calls: Iterable[Call],
+                operators: Iterable[Operator]) -> list[Call]:
     """The active calls attributed to ``queue`` (see the module docstring)."""
-    members = set(queue["members"])
+    members = set(queue.members)
     member_ids = {op.id for op in operators if op.extension in members}
     return [c for c in calls
-            if c.queue_name == queue["asterisk_name"]
+            if c.queue_name == queue.asterisk_name
             or (c.queue_name is None and member_ids.intersection(c.offered_operator_ids))]
 
 
-def live_counts(queue: Any, calls: list[Call], operators: list[Operator]) -> dict[str, int]:
+def live_counts(queue: QueueRow, calls: list[Call],
+                operators: list[Operator]) -> dict[str, int]:
     mine = queue_calls(queue, calls, operators)
     answered = sum(1 for c in mine if c.status is CallStatus.ANSWERED)
     return {"current_calls": answered, "waiting_calls": len(mine) - answered}
 
 
-def _item(row: Any, calls: list[Call], operators: list[Operator], *,
+def _item(row: QueueRow, calls: list[Call], operators: list[Operator], *,
           detail: bool = False) -> dict[str, Any]:
-    data = row_json(row)
+    data = {k: to_json(v) for k, v in asdict(row).items()}
     item = {k: data[k] for k in LIST_KEYS}
     item.update(live_counts(row, calls, operators))
     if detail:

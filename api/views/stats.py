@@ -25,15 +25,13 @@ from api.errors import json_response
 from api.figures import Period, Tally, busiest_hour, efficiency, hour_label, period_bounds
 from api.http import parse_query, uuid_param
 from api.routing import Route
+from api.scope import scoped_group, supervised_group
 from api.state import SERVICES, current_user
 from engine.errors import RecordNotFound
 from engine.model import CallStatus, OperatorStatus
 from engine.roles import ANY_USER, STAFF, Role
+from storage.stats import Stats
 from ws.messages import iso
-
-SUMS = """sum(offered) AS offered, sum(answered) AS answered, sum(missed) AS missed,
-          sum(answered_sl) AS answered_sl, sum(wait_sum) AS wait_sum, sum(wait_n) AS wait_n,
-          sum(talk_sum) AS talk_sum, max(max_wait) AS max_wait"""
 
 
 class PeriodQuery(BaseModel):
@@ -158,38 +156,16 @@ class QueueStats(BaseModel):
 
 # ------------------------------------------------------------------------------- helpers
 
-def scoped_group(request: web.Request, requested: UUID | None) -> str | None:
-    """The group whose figures this user may see: a supervisor with a group sees only it."""
-    user = current_user(request)
-    if user["role"] == Role.SUPERVISOR and user["group_id"] is not None:
-        own = str(user["group_id"])
-        if requested is not None and str(requested) != own:
-            raise Forbidden("Supervisors see their own group's figures only")
-        return own
-    return str(requested) if requested else None
+def _stats(request: web.Request) -> Stats:
+    return Stats(request.app[SERVICES].pool)
 
 
-def _where(start: datetime, end: datetime, **eq: str | None) -> tuple[str, list[Any]]:
-    """``bucket`` range plus equality filters for the non-None values."""
-    args: list[Any] = [start, end]
-    parts = ["bucket >= $1", "bucket < $2"]
-    for column, value in eq.items():
-        if value is not None:
-            args.append(value)
-            parts.append(f"{column} = ${len(args)}::uuid")
-    return " AND ".join(parts), args
-
-
-async def hourly_tallies(pool: Any, start: datetime, end: datetime, *, group_id: str | None = None,
-                         queue_id: str | None = None
+async def hourly_tallies(stats: Stats, start: datetime, end: datetime, *,
+                         group_id: str | None = None, queue_id: str | None = None
                          ) -> dict[tuple[int, bool], Tally]:
     """Counted calls of the period by (UTC hour of day, inbound?)."""
-    where, args = _where(start, end, group_id=group_id, queue_id=queue_id)
-    rows = await pool.fetch(
-        f"""SELECT extract(hour FROM bucket AT TIME ZONE 'UTC')::int AS hour,
-                   direction = 'inbound' AS inbound, {SUMS}
-              FROM call_stats_hourly WHERE {where} GROUP BY 1, 2""", *args)
-    return {(r["hour"], r["inbound"]): Tally.of(r) for r in rows}
+    rows = await stats.by_hour(start, end, group_id=group_id, queue_id=queue_id)
+    return {(r.hour, r.inbound): Tally.of(r.sums) for r in rows}
 
 
 def _split(tallies: dict[tuple[int, bool], Tally]) -> tuple[Tally, Tally, dict[int, Tally],
@@ -205,19 +181,12 @@ def _split(tallies: dict[tuple[int, bool], Tally]) -> tuple[Tally, Tally, dict[i
             dict(by_hour), dict(inbound_by_hour))
 
 
-async def operator_tallies(pool: Any, start: datetime, end: datetime, *,
+async def operator_tallies(stats: Stats, start: datetime, end: datetime, *,
                            group_id: str | None = None, operator_id: str | None = None
                            ) -> list[tuple[str, str, Tally]]:
     """(operator_id, name, tally) per operator with counted calls, most answered first."""
-    where, args = _where(start, end, group_id=group_id, operator_id=operator_id)
-    rows = await pool.fetch(
-        f"""SELECT s.*, COALESCE(NULLIF(u.name, ''), u.username, o.extension) AS name
-              FROM (SELECT operator_id, {SUMS} FROM call_stats_daily
-                     WHERE {where} AND operator_id IS NOT NULL GROUP BY operator_id
-                    HAVING sum(offered) > 0) s
-              JOIN operators o ON o.id = s.operator_id JOIN users u ON u.id = o.user_id
-             ORDER BY s.answered DESC, name""", *args)
-    return [(str(r["operator_id"]), r["name"], Tally.of(r)) for r in rows]
+    rows = await stats.by_operator(start, end, group_id=group_id, operator_id=operator_id)
+    return [(r.operator_id, r.name, Tally.of(r.sums)) for r in rows]
 
 
 def _live_operators(request: web.Request, group_id: str | None) -> list[Any]:
@@ -235,10 +204,10 @@ def _live_calls(request: web.Request, group_id: str | None) -> list[Any]:
 
 async def dashboard_stats(request: web.Request) -> web.Response:
     q = parse_query(request, PeriodQuery)
-    group = scoped_group(request, q.group_id)
+    group = scoped_group(current_user(request), q.group_id)
     start, end = period_bounds(q.period)
     every, inbound, by_hour, _ = _split(
-        await hourly_tallies(request.app[SERVICES].pool, start, end, group_id=group))
+        await hourly_tallies(_stats(request), start, end, group_id=group))
     ops = _live_operators(request, group)
     return json_response({
         "total_calls_today": every.offered,
@@ -256,14 +225,13 @@ async def dashboard_stats(request: web.Request) -> web.Response:
 
 async def dashboard_realtime(request: web.Request) -> web.Response:
     q = parse_query(request, PeriodQuery)
-    group = scoped_group(request, q.group_id)
+    group = scoped_group(current_user(request), q.group_id)
     now = datetime.now(UTC)
     hour = now.replace(minute=0, second=0, microsecond=0)
     calls = _live_calls(request, group)
     ops = _live_operators(request, group)
-    where, args = _where(hour, hour + timedelta(hours=1), group_id=group)
-    ended_this_hour = await request.app[SERVICES].pool.fetchval(
-        f"SELECT COALESCE(sum(offered), 0) FROM call_stats_hourly WHERE {where}", *args)
+    ended_this_hour = await _stats(request).offered(hour, hour + timedelta(hours=1),
+                                                    group_id=group)
     return json_response({
         "active_calls": len(calls),
         "queue_waiting": sum(1 for c in calls
@@ -279,27 +247,21 @@ async def dashboard_realtime(request: web.Request) -> web.Response:
 
 async def dashboard_call_analytics(request: web.Request) -> web.Response:
     q = parse_query(request, PeriodQuery)
-    group = scoped_group(request, q.group_id)
+    group = scoped_group(current_user(request), q.group_id)
     start, end = period_bounds(q.period)
-    pool = request.app[SERVICES].pool
-    _, _, _, inbound_by_hour = _split(await hourly_tallies(pool, start, end, group_id=group))
-    where, args = _where(start, end, group_id=group)
-    queue_rows = await pool.fetch(
-        f"""SELECT q.name AS queue_name, s.* FROM
-              (SELECT queue_id, {SUMS} FROM call_stats_hourly
-                WHERE {where} AND queue_id IS NOT NULL AND direction = 'inbound'
-                GROUP BY queue_id HAVING sum(offered) > 0) s JOIN queues q ON q.id = s.queue_id
-             ORDER BY s.offered DESC, q.name""", *args)
-    operators = await operator_tallies(pool, start, end, group_id=group)
+    stats = _stats(request)
+    _, _, _, inbound_by_hour = _split(await hourly_tallies(stats, start, end, group_id=group))
+    queues = await stats.by_queue(start, end, group_id=group)
+    operators = await operator_tallies(stats, start, end, group_id=group)
     return json_response({
         "hourly_distribution": [
             {"hour": hour_label(h), "incoming": t.offered, "answered": t.answered,
              "missed": t.missed}
             for h, t in sorted(inbound_by_hour.items()) if t.offered > 0],
         "queue_performance": [
-            {"queue_name": r["queue_name"], "calls": t.offered, "answered": t.answered,
+            {"queue_name": r.queue_name, "calls": t.offered, "answered": t.answered,
              "avg_wait_time": t.average_wait, "service_level": t.service_level}
-            for r in queue_rows for t in [Tally.of(r)]],
+            for r in queues for t in [Tally.of(r.sums)]],
         "operator_summary": [
             {"operator_name": name, "calls_handled": t.answered,
              "avg_talk_time": t.average_talk, "efficiency": efficiency(t.answered, t.missed)}
@@ -309,11 +271,11 @@ async def dashboard_call_analytics(request: web.Request) -> web.Response:
 
 async def dashboard_operator_activity(request: web.Request) -> web.Response:
     q = parse_query(request, PeriodQuery)
-    group = scoped_group(request, q.group_id)
+    group = scoped_group(current_user(request), q.group_id)
     start, end = period_bounds("today")
     now = datetime.now(UTC)
     handled = {op_id: t.answered for op_id, _, t in
-               await operator_tallies(request.app[SERVICES].pool, start, end, group_id=group)}
+               await operator_tallies(_stats(request), start, end, group_id=group)}
     talking: dict[str, int] = {}
     for c in _live_calls(request, None):
         who = c.current_operator_id
@@ -334,11 +296,11 @@ async def dashboard_operator_activity(request: web.Request) -> web.Response:
 
 async def call_stats(request: web.Request) -> web.Response:
     q = parse_query(request, PeriodQuery)
-    group = scoped_group(request, q.group_id)
+    group = scoped_group(current_user(request), q.group_id)
     start, end = period_bounds(q.period)
-    pool = request.app[SERVICES].pool
-    every, inbound, by_hour, _ = _split(await hourly_tallies(pool, start, end, group_id=group))
-    operators = await operator_tallies(pool, start, end, group_id=group)
+    stats = _stats(request)
+    every, inbound, by_hour, _ = _split(await hourly_tallies(stats, start, end, group_id=group))
+    operators = await operator_tallies(stats, start, end, group_id=group)
     return json_response({
         "total_calls": every.offered,
         "answered_calls": every.answered,
@@ -360,15 +322,15 @@ async def operator_stats(request: web.Request) -> web.Response:
     if user["role"] == Role.OPERATOR:
         if await services.users.operator_id_of(str(user["id"])) != operator_id:
             raise Forbidden("Operators see their own statistics only")
-    row = await services.pool.fetchrow(
-        "SELECT group_id FROM operators WHERE id = $1::uuid", operator_id)
-    if row is None:
+    stats = _stats(request)
+    exists, group = await stats.operator_group(operator_id)
+    if not exists:
         raise RecordNotFound("Operator not found")
-    if user["role"] == Role.SUPERVISOR and user["group_id"] is not None \
-            and row["group_id"] != user["group_id"]:
+    own = supervised_group(user)
+    if own is not None and group != own:
         raise Forbidden("Supervisors see their own group's figures only")
     start, end = period_bounds(q.period)
-    found = await operator_tallies(services.pool, start, end, operator_id=operator_id)
+    found = await operator_tallies(stats, start, end, operator_id=operator_id)
     t = found[0][2] if found else Tally()
     return json_response({
         "calls_handled": t.answered,
@@ -384,12 +346,12 @@ async def operator_stats(request: web.Request) -> web.Response:
 async def queue_stats(request: web.Request) -> web.Response:
     queue_id = uuid_param(request, "queue_id")
     q = parse_query(request, PeriodQuery)
-    group = scoped_group(request, q.group_id)
-    pool = request.app[SERVICES].pool
-    if await pool.fetchval("SELECT 1 FROM queues WHERE id = $1::uuid", queue_id) is None:
+    group = scoped_group(current_user(request), q.group_id)
+    stats = _stats(request)
+    if not await stats.queue_exists(queue_id):
         raise RecordNotFound("Queue not found")
     start, end = period_bounds(q.period)
-    tallies = await hourly_tallies(pool, start, end, group_id=group, queue_id=queue_id)
+    tallies = await hourly_tallies(stats, start, end, group_id=group, queue_id=queue_id)
     _, inbound, _, by_hour = _split(tallies)
     return json_response({
         "calls_entered": inbound.offered,

@@ -1,0 +1,131 @@
+"""Statistics reads over the rollups ``call_stats_hourly`` / ``call_stats_daily`` (migration 002,
+kept by a trigger as calls end): at most 31 × 24 hourly buckets per queue/group/direction,
+never the calls table. Rows come back as frozen ``Sums`` (what ``api.figures.Tally`` adds up).
+
+A group filter here is the rollups' ``group_id``, the same column ``storage.calls
+.call_visible_to_group`` reads today; when that definition grows (offered operators), the
+rollups must follow it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+SUMS = """sum(offered) AS offered, sum(answered) AS answered, sum(missed) AS missed,
+          sum(answered_sl) AS answered_sl, sum(wait_sum) AS wait_sum, sum(wait_n) AS wait_n,
+          sum(talk_sum) AS talk_sum, max(max_wait) AS max_wait"""
+
+
+@dataclass(frozen=True, slots=True)
+class Sums:
+    """Sums of counted calls over some rollup rows."""
+
+    offered: int = 0
+    answered: int = 0
+    missed: int = 0
+    answered_sl: int = 0
+    wait_sum: int = 0
+    wait_n: int = 0
+    talk_sum: int = 0
+    max_wait: int = 0
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> Sums:
+        return cls(**{f.name: int(record[f.name] or 0) for f in fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class HourSums:
+    hour: int          # UTC hour of day, 0-23
+    inbound: bool
+    sums: Sums
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorSums:
+    operator_id: str
+    name: str
+    sums: Sums
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSums:
+    queue_name: str
+    sums: Sums
+
+
+def _where(start: datetime, end: datetime, **eq: str | None) -> tuple[str, list[Any]]:
+    """``bucket`` range plus equality filters for the non-None values."""
+    args: list[Any] = [start, end]
+    parts = ["bucket >= $1", "bucket < $2"]
+    for column, value in eq.items():
+        if value is not None:
+            args.append(value)
+            parts.append(f"{column} = ${len(args)}::uuid")
+    return " AND ".join(parts), args
+
+
+class Stats:
+    """Read-only statistics repository."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def by_hour(self, start: datetime, end: datetime, *, group_id: str | None = None,
+                      queue_id: str | None = None) -> list[HourSums]:
+        """Counted calls of ``[start, end)`` by (UTC hour of day, inbound?)."""
+        where, args = _where(start, end, group_id=group_id, queue_id=queue_id)
+        rows = await self.pool.fetch(
+            f"""SELECT extract(hour FROM bucket AT TIME ZONE 'UTC')::int AS hour,
+                       direction = 'inbound' AS inbound, {SUMS}
+                  FROM call_stats_hourly WHERE {where} GROUP BY 1, 2""", *args)
+        return [HourSums(r["hour"], r["inbound"], Sums.of(r)) for r in rows]
+
+    async def by_operator(self, start: datetime, end: datetime, *, group_id: str | None = None,
+                          operator_id: str | None = None) -> list[OperatorSums]:
+        """Per operator with counted calls, most answered first."""
+        where, args = _where(start, end, group_id=group_id, operator_id=operator_id)
+        rows = await self.pool.fetch(
+            f"""SELECT s.*, COALESCE(NULLIF(u.name, ''), u.username, o.extension) AS name
+                  FROM (SELECT operator_id, {SUMS} FROM call_stats_daily
+                         WHERE {where} AND operator_id IS NOT NULL GROUP BY operator_id
+                        HAVING sum(offered) > 0) s
+                  JOIN operators o ON o.id = s.operator_id JOIN users u ON u.id = o.user_id
+                 ORDER BY s.answered DESC, name""", *args)
+        return [OperatorSums(str(r["operator_id"]), r["name"], Sums.of(r)) for r in rows]
+
+    async def by_queue(self, start: datetime, end: datetime, *,
+                       group_id: str | None = None) -> list[QueueSums]:
+        """Inbound counted calls per queue, most offered first."""
+        where, args = _where(start, end, group_id=group_id)
+        rows = await self.pool.fetch(
+            f"""SELECT q.name AS queue_name, s.* FROM
+                  (SELECT queue_id, {SUMS} FROM call_stats_hourly
+                    WHERE {where} AND queue_id IS NOT NULL AND direction = 'inbound'
+                    GROUP BY queue_id HAVING sum(offered) > 0) s
+                  JOIN queues q ON q.id = s.queue_id
+                 ORDER BY s.offered DESC, q.name""", *args)
+        return [QueueSums(r["queue_name"], Sums.of(r)) for r in rows]
+
+    async def offered(self, start: datetime, end: datetime, *,
+                      group_id: str | None = None) -> int:
+        """Counted calls of ``[start, end)``."""
+        where, args = _where(start, end, group_id=group_id)
+        return int(await self.pool.fetchval(
+            f"SELECT COALESCE(sum(offered), 0) FROM call_stats_hourly WHERE {where}", *args))
+
+    async def operator_group(self, operator_id: str) -> tuple[bool, UUID | None]:
+        """(does the operator exist, its group)."""
+        row = await self.pool.fetchrow(
+            "SELECT group_id FROM operators WHERE id = $1::uuid", operator_id)
+        return (False, None) if row is None else (True, row["group_id"])
+
+    async def queue_exists(self, queue_id: str) -> bool:
+        return await self.pool.fetchval(
+            "SELECT 1 FROM queues WHERE id = $1::uuid", queue_id) is not None
