@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -146,9 +147,11 @@ class Users:
                     yield user_id
                 raise ConnectionError("user announcements: connection lost")
             finally:
-                conn.remove_termination_listener(on_lost)
-                if not conn.is_closed():
-                    await conn.remove_listener(USER_ANNOUNCEMENTS, on_notify)
+                # a lost connection may already be detached from the pool: nothing to remove
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    conn.remove_termination_listener(on_lost)
+                    if not conn.is_closed():
+                        await conn.remove_listener(USER_ANNOUNCEMENTS, on_notify)
 
     async def operators(self) -> list[Operator]:
         rows = await self.pool.fetch(
