@@ -12,7 +12,10 @@ from typing import Optional, Dict, Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from api.config import Settings
 from api.routes import ROUTES
+from api.state import SERVICES
+from tests.app_fixtures import _client
 from tests.helpers import ADMIN_PASSWORD
 
 
@@ -69,8 +72,7 @@ def _missing(method: str, path: str) -> str | None:
     return f"{method} {path} is not in api/routes.py ROUTES yet"
 
 
-async def test_seed_client_runs_unchanged_against_the_server(client: TestClient) -> None:
-    base_url = str(client.make_url("")).rstrip("/")
+async def _seed_example(base_url: str) -> None:
     async with CallCenterClient(base_url) as api:
         # Авторизация (the seed logs in as admin/admin; ours has the test password)
         result = await api.login("admin", ADMIN_PASSWORD)
@@ -83,16 +85,31 @@ async def test_seed_client_runs_unchanged_against_the_server(client: TestClient)
 
         if reason := _missing("POST", "/api/admin/users"):
             pytest.skip(reason)
-        suffix = uuid.uuid4().hex[:6]  # the seed's data, made unique in the shared test database
-        operator = await api.create_user({
-            "username": f"operator1_{suffix}",
-            "email": f"operator1_{suffix}@company.com",
+        operator = await api.create_user({  # the seed's own example data, extension 1001 too
+            "username": "operator1",
+            "email": "operator1@company.com",
             "name": "Иван Петров",
             "password": "secure_password",
             "role": "operator",
-            "extension": str(5000 + int(suffix, 16) % 4000),
+            "extension": "1001",
         })
         assert operator["name"] == "Иван Петров" and operator["role"] == "operator"
+
+
+async def test_seed_client_runs_unchanged_against_the_server(client: TestClient) -> None:
+    await _seed_example(str(client.make_url("")).rstrip("/"))
+
+
+async def test_seed_example_runs_on_a_default_install_with_the_simulator(
+        app_settings: Settings) -> None:
+    """Issue 8: on a default install (simulator on) the seed's create_user(extension="1001")
+    answered 409: the simulator's operators owned 1001-1010."""
+    simulated = await _client(app_settings, simulator="on", simulator_rate=1.0)
+    try:
+        await simulated.app[SERVICES].pbx.wait_connected()
+        await _seed_example(str(simulated.make_url("")).rstrip("/"))
+    finally:
+        await simulated.close()
 
 
 async def test_seed_client_raises_on_errors(client: TestClient) -> None:
