@@ -119,7 +119,7 @@ async def test_rows_left_open_by_a_previous_run_are_closed_at_start(
                            ari_password="ari-secret", ari_app="switchboard")
     try:
         services = client.app[SERVICES]
-        await services.pbx["stream"].wait_connected()
+        await services.pbx.wait_connected()
 
         async def closed() -> bool:
             rows = await _rows(pool, gone_incoming, gone_answered)
@@ -140,7 +140,7 @@ async def test_rows_left_open_by_a_previous_run_are_closed_at_start(
 
         # a resync after a reconnect: the call that ended meanwhile is closed too
         fake_asterisk.remove_channel(still)
-        stream = services.pbx["stream"]
+        stream = services.pbx.sources[0].stream
         connects = stream.stats["connects"]
         await fake_asterisk.drop_connections(abrupt=True)
 
