@@ -122,8 +122,8 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(stop_tasks)
         stack.push_async_callback(ws.close_all)
         # the admin's saved Asterisk connection (PUT /api/admin/settings), when enabled
-        stored_ari = await settings_views.stored_ari_config(services)
-        await pbx.start(stored_ari)
+        stored = await settings_views.stored_connection(services)
+        await pbx.start(stored)
         stack.push_async_callback(pbx.close)
         yield services
 
