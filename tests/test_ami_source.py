@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 
 from api.config import Settings
 from api.state import SERVICES, Services
-from connectors.ami.normalize import AmiNormalizer
+from connectors.ami.normalize import AmiNormalizer, AmiSnapshot
 from connectors.ami.protocol import AmiMessage, AmiProtocol, Kind
 from connectors.ami.source import ARI_OWNED
 from connectors.ari.normalize import normalize as normalize_ari
@@ -33,7 +33,7 @@ from tests.app_fixtures import _client
 from tests.helpers import ADMIN_PASSWORD, login
 from tests.test_ami_client import until
 from tests.test_fake_ami import idle_state
-from tests.test_pipeline import people  # noqa: F401  (fixture)
+from tests.test_pipeline import Dashboard, people  # noqa: F401  (people: a fixture)
 
 DATA = Path(__file__).resolve().parent / "data"
 AMI_TRACE, ARI_TRACE = DATA / "inbound_answered.ami.jsonl", DATA / "inbound_answered.ari.jsonl"
@@ -125,6 +125,27 @@ def test_dial_of_an_originated_leg_has_no_caller_and_unknown_is_empty() -> None:
     assert isinstance(event, DialUpdated)
     assert event.caller is None and event.status == ""
     assert (event.peer.id, event.peer.caller_number, event.peer.caller_name) == ("9.1", "", "")
+
+
+def test_resync_snapshot_of_the_real_pbx_is_one_resynced() -> None:
+    """The captured idle ``DeviceStateList`` plus a channel: one Resynced, unreadable skipped."""
+    devices = [m for _, m in ami_events(DATA / "snapshots" / "idle.DeviceStateList.ami.jsonl")
+               if m.name == "DeviceStateChange"]
+    channel = AmiMessage(Kind.EVENT, (
+        ("Event", "CoreShowChannel"), ("Channel", "PJSIP/1001-00000001"),
+        ("ChannelState", "6"), ("CallerIDNum", "1001"), ("CallerIDName", "<unknown>"),
+        ("Uniqueid", "1795336400.7"), ("Linkedid", "1795336400.7"), ("Application", "Dial")))
+    broken = AmiMessage(Kind.EVENT, (("Event", "CoreShowChannel"), ("Channel", "PJSIP/x")))
+    normalizer = AmiNormalizer()
+    ts = datetime(2026, 11, 22, 8, 31, tzinfo=UTC)
+    resync = normalizer.resync(AmiSnapshot((channel, broken), devices), ts)
+    assert (resync.source, resync.ts, resync.endpoints) == ("ami", ts, ())
+    [info] = resync.channels
+    assert (info.id, info.name, info.state, info.caller_number, info.caller_name) == (
+        "1795336400.7", "PJSIP/1001-00000001", "Up", "1001", "")
+    assert len(resync.devices) == len(devices) > 0
+    assert ("Queue:support_avail", "INUSE") in {(d.name, d.state) for d in resync.devices}
+    assert normalizer.stats["resync_skipped"] == 1
 
 
 @pytest.mark.parametrize("order", ["ari_first", "ami_first", "interleaved"])
@@ -283,6 +304,10 @@ async def test_ari_and_ami_of_one_call_are_counted_once(
             services = client.app[SERVICES]
             await services.pbx.wait_connected()
             assert services.pbx.mode == "ari+ami"
+            token = await login(client, "admin", ADMIN_PASSWORD)
+            board = Dashboard(await client.ws_connect(f"/ws/events?token={token}"))
+            assert (await board.receive())["type"] == "auth_ok"
+            assert (await board.receive())["type"] == "snapshot"
 
             async def ari_stream() -> None:
                 for frame in replay_trace(ARI_TRACE):
@@ -299,6 +324,10 @@ async def test_ari_and_ami_of_one_call_are_counted_once(
             # ARI's times, not AMI's receipt times
             assert rows[0]["answer_time"].isoformat() == "2026-11-22T08:31:54.689000+00:00"
             assert [c["id"] for c in await calls_seen(client)] == [CALL_ID]
+            seen = [(t, d["call_id"]) for t, d in await board.collect() if t.startswith("call_")]
+            assert seen == [("call_started", CALL_ID), ("call_answered", CALL_ID),
+                            ("call_ended", CALL_ID)]
+            await board.ws.close()
         finally:
             await client.close()
 
