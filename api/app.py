@@ -67,7 +67,9 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
         ari_url=settings.ari_url, ari_username=settings.ari_username,
         ari_password=settings.ari_password.get_secret_value(), ari_app=settings.ari_app,
         simulator=settings.simulator_enabled, simulator_rate=settings.simulator_rate,
-        ami_host=settings.ami_host, mango_api_key=settings.mango_api_key.get_secret_value(),
+        ami_host=settings.ami_host, ami_port=settings.ami_port,
+        ami_username=settings.ami_username, ami_secret=settings.ami_secret.get_secret_value(),
+        mango_api_key=settings.mango_api_key.get_secret_value(),
     )
     pbx_settings.refuse_unbuilt()  # before anything starts
     async with contextlib.AsyncExitStack() as stack:
@@ -136,8 +138,8 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(stop_tasks)
         stack.push_async_callback(ws.close_all)
         # the admin's saved Asterisk connection (PUT /api/admin/settings), when enabled
-        stored_ari = await settings_views.stored_ari_config(services)
-        await pbx.start(stored_ari)
+        stored = await settings_views.stored_connection(services)
+        await pbx.start(stored)
         stack.push_async_callback(pbx.close)
         yield services
 

@@ -1,12 +1,18 @@
 """The live PBX connection: which sources run, their commands, and live reconfiguration.
 
 ``PbxConnection`` starts what the settings ask for — the admin's saved Asterisk connection when
-enabled, else ``SWITCHBOARD_ARI_URL``, else the built-in simulator (a fake Asterisk speaking
-real ARI over a real socket, consumed by the same ARI source), else nothing — and owns the
-``Commands`` for it. ``reconfigure()`` switches without a restart (PUT /api/admin/settings).
+enabled (ARI or AMI), else ``SWITCHBOARD_ARI_URL`` and/or ``SWITCHBOARD_AMI_HOST``, else the
+built-in simulator (a fake Asterisk speaking real ARI over a real socket, consumed by the same
+ARI source), else nothing — and owns the ``Commands`` for it. ``reconfigure()`` switches without
+a restart (PUT /api/admin/settings).
 
-A source that is configured but not built yet (AMI, Mango Office) is refused before anything
-starts (``SourceNotBuilt`` names the setting): never a silent "no live events".
+ARI and AMI on one Asterisk: both start, and the AMI source leaves channels, dials, bridges and
+device states to ARI (``AmiSource(feed_channels=False)``, see ``connectors/ami/source.py``), so
+one call is one record with ARI's times. AMI alone feeds them itself. Commands (answer, hang up,
+originate, extensions) exist over ARI only: with AMI alone ``commands`` is None.
+
+A source that is configured but not built yet (Mango Office) is refused before anything starts
+(``SourceNotBuilt`` names the setting): never a silent "no live events".
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from connectors.ami.client import AmiConfig
+from connectors.ami.source import AmiSource
 from connectors.ari.client import AriClient, AriConfig
 from connectors.ari.commands import AriCommands
 from connectors.ari.source import AriSource
-from connectors.source import Commands, ExtensionState, SourceStatus, Submit
+from connectors.source import Commands, ExtensionState, Source, SourceStatus, Submit
 from engine.model import Operator, OperatorStatus
 from engine.roles import Role
 from storage.users import UserExists, Users
@@ -52,14 +61,13 @@ class PbxSettings:
     simulator: bool = False
     simulator_rate: float = 6.0
     ami_host: str = ""
+    ami_port: int = 5038
+    ami_username: str = ""
+    ami_secret: str = ""
     mango_api_key: str = ""
 
     def refuse_unbuilt(self) -> None:
         """Raise ``SourceNotBuilt`` naming the first setting of a source not built yet."""
-        if self.ami_host:
-            raise SourceNotBuilt(
-                "SWITCHBOARD_AMI_HOST is set, but the AMI source is not built yet: unset it "
-                "(Asterisk connects over ARI: SWITCHBOARD_ARI_URL, _ARI_USERNAME, _ARI_PASSWORD)")
         if self.mango_api_key:
             raise SourceNotBuilt(
                 "SWITCHBOARD_MANGO_API_KEY is set, but the Mango Office source is not built "
@@ -70,6 +78,15 @@ class PbxSettings:
         if not self.ari_url:
             return None
         return AriConfig(self.ari_url, self.ari_username, self.ari_password, self.ari_app)
+
+    @property
+    def default_ami(self) -> AmiConfig | None:
+        if not self.ami_host:
+            return None
+        return AmiConfig(self.ami_host, self.ami_port, self.ami_username, self.ami_secret)
+
+
+Connection = AriConfig | AmiConfig  # what an admin saves: one Asterisk interface
 
 
 def device_state_of(operator: Operator | None, pbx_state: str) -> str:
@@ -91,14 +108,16 @@ class PbxConnection:
     """What is connected now (``mode``), its sources and commands; one lock for changes."""
 
     def __init__(self, settings: PbxSettings, submit: Submit, *,
-                 stream_options: dict[str, float] | None = None) -> None:
+                 stream_options: dict[str, float] | None = None,
+                 ami_options: dict[str, Any] | None = None) -> None:
         settings.refuse_unbuilt()
         self.settings = settings
         self._submit = submit
         self._stream_options = stream_options or {}
-        self.mode = "none"                 # ari | simulator | none
-        self.config: AriConfig | None = None
-        self.sources: list[AriSource] = []
+        self._ami_options = ami_options or {}
+        self.mode = "none"                 # ari | ami | ari+ami | simulator | none
+        self.config: Connection | None = None  # the ARI connection in use, else the AMI one
+        self.sources: list[Source] = []
         self.commands: Commands | None = None
         self.lock = asyncio.Lock()         # one start/stop at a time
         self.settings_lock = asyncio.Lock()  # the stored and the live connection change together
@@ -106,7 +125,7 @@ class PbxConnection:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def start(self, stored: AriConfig | None = None) -> None:
+    async def start(self, stored: Connection | None = None) -> None:
         """``stored`` (the admin's saved connection, when enabled) wins over the settings."""
         async with self.lock:
             await self._open(stored)
@@ -115,9 +134,9 @@ class PbxConnection:
         async with self.lock:
             await self._close()
 
-    async def reconfigure(self, config: AriConfig | None) -> None:
+    async def reconfigure(self, config: Connection | None) -> None:
         """Stop what runs and start against ``config``; None goes back to the settings' default
-        (ARI url, simulator or none)."""
+        (ARI url and/or AMI host, simulator or none)."""
         async with self.lock:
             await self._close()
             await self._open(config)
@@ -151,30 +170,47 @@ class PbxConnection:
 
     # -- inside the lock ----------------------------------------------------------------------
 
-    async def _open(self, config: AriConfig | None) -> None:
+    async def _open(self, config: Connection | None) -> None:
         stack = contextlib.AsyncExitStack()
+        sources: list[Source] = []
+        commands: Commands | None = None
         try:
-            mode = "ari"
-            config = config or self.settings.default_ari
-            if config is None and self.settings.simulator:
-                config = await stack.enter_async_context(
+            mode = None
+            if config is None:
+                ari, ami = self.settings.default_ari, self.settings.default_ami
+            else:
+                ari = config if isinstance(config, AriConfig) else None
+                ami = config if isinstance(config, AmiConfig) else None
+            if ari is None and ami is None and self.settings.simulator:
+                ari = await stack.enter_async_context(
                     _simulator(self.settings.ari_app, self.settings.simulator_rate))
                 mode = "simulator"
-            if config is None:
+            if ari is None and ami is None:
                 log.info("no PBX configured and the simulator is off: no live events")
                 return
-            client = AriClient(config)
-            await client.start()
-            stack.push_async_callback(client.close)
-            source = AriSource(config, self._submit, **self._stream_options)
-            source.start()
-            stack.push_async_callback(source.stop)
+            if ari is not None:
+                client = AriClient(ari)
+                await client.start()
+                stack.push_async_callback(client.close)
+                ari_source = AriSource(ari, self._submit, **self._stream_options)
+                ari_source.start()
+                stack.push_async_callback(ari_source.stop)
+                sources.append(ari_source)
+                commands = AriCommands(client, ari_source)
+            if ami is not None:
+                # ARI on the same Asterisk alone feeds the channels: one call, ARI's times
+                ami_source = AmiSource(ami, self._submit, feed_channels=ari is None,
+                                       **self._ami_options)
+                ami_source.start()
+                stack.push_async_callback(ami_source.stop)
+                sources.append(ami_source)
         except BaseException:
             await stack.aclose()
             raise
-        self.mode, self.config, self._stack = mode, config, stack
-        self.sources = [source]
-        self.commands = AriCommands(client, source)
+        self.mode = mode or "+".join(source.name for source in sources)
+        self.config, self._stack = ari or ami, stack
+        self.sources = sources
+        self.commands = commands
 
     async def _close(self) -> None:
         stack, self._stack = self._stack, None

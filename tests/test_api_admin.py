@@ -689,7 +689,7 @@ async def test_asterisk_test_uses_the_stored_password_when_none_is_given(
 async def test_asterisk_test_validation(client: TestClient, admin: dict) -> None:
     for body, loc in (({"port": 8088, "username": "u"}, ["body", "host"]),
                       ({"host": "h", "port": 0, "username": "u"}, ["body", "port"]),
-                      ({"host": "h", "username": "u", "protocol": "AMI"}, ["body", "protocol"]),
+                      ({"host": "h", "username": "u", "protocol": "SIP"}, ["body", "protocol"]),
                       ({"host": "h", "username": "u", "timeout": 0}, ["body", "timeout"])):
         resp = await client.post("/api/admin/settings/asterisk/test", headers=admin, json=body)
         assert resp.status == 422, body

@@ -21,11 +21,11 @@ from service.pbx import PbxConnection, PbxSettings, SourceNotBuilt
 from tests.helpers import login
 
 
-@pytest.mark.parametrize(("key", "value"), [("ami_host", "pbx.example"),
-                                            ("mango_api_key", "k")])
+@pytest.mark.parametrize(("key", "value"), [("mango_api_key", "k")])
 async def test_a_source_not_built_yet_stops_start_up(app_settings: Settings, key: str,
                                                      value: str) -> None:
-    """Was: SWITCHBOARD_AMI_HOST turned the simulator off and connected nothing, silently."""
+    """Was: SWITCHBOARD_AMI_HOST turned the simulator off and connected nothing, silently (AMI
+    is built now: tests/test_ami_source.py)."""
     settings = app_settings.replace(simulator="auto", **{key: value})
     with pytest.raises(SourceNotBuilt, match=f"SWITCHBOARD_{key.upper()} is set"):
         async with lifespan(settings):
@@ -34,7 +34,7 @@ async def test_a_source_not_built_yet_stops_start_up(app_settings: Settings, key
         PbxConnection(PbxSettings(**{key: value}), lambda event: None)
 
 
-def test_serve_with_ami_host_exits_2_naming_the_key(
+def test_serve_with_ami_host_but_no_credentials_exits_2_naming_the_keys(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     empty = tmp_path / "config.yaml"
@@ -44,6 +44,7 @@ def test_serve_with_ami_host_exits_2_naming_the_key(
     assert cli.main(["serve"]) == 2
     err = capsys.readouterr().err
     assert "SWITCHBOARD_AMI_HOST" in err and "Traceback" not in err
+    assert "SWITCHBOARD_AMI_USERNAME" in err and "SWITCHBOARD_AMI_SECRET" in err
 
 
 async def test_application_replaced_shows_in_status_and_system_info(

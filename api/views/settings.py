@@ -1,16 +1,21 @@
 """/api/admin/settings: system settings and the Asterisk connection test (seed 001,
 Администрирование). Every route is admin only.
 
-* Settings: ``asterisk_config.password`` is stored Fernet-encrypted (``api/crypto.py``) and
+* Settings: ``asterisk_config`` is one Asterisk interface, ``protocol`` ARI or AMI. Its
+  ``password`` (ARI password or AMI secret) is stored Fernet-encrypted (``api/crypto.py``) and
   answered as ``"********"`` when one is stored, ``null`` when none. A PUT is partial (missing
   fields keep their value); a password of ``null`` or ``"********"`` keeps the stored one, ``""``
-  clears it. A PUT that changes the effective ARI connection (enable/disable, host, port,
-  credentials, timeout) re-initialises the ARI connector at once (``PbxConnection.reconfigure``);
-  disabling goes back to the configured default (``SWITCHBOARD_ARI_URL``, simulator or none).
-  When enabled, the stored connection also wins at start-up.
+  clears it. A PUT that changes the effective connection (enable/disable, protocol, host, port,
+  credentials, timeout) re-initialises the PBX connection at once
+  (``PbxConnection.reconfigure``); disabling goes back to the configured default
+  (``SWITCHBOARD_ARI_URL`` and/or ``_AMI_HOST``, simulator or none). When enabled, the stored
+  connection also wins at start-up.
 * ``settings/asterisk/test`` always answers HTTP 200 with the seed's body: ``success`` true or
-  false; on failure ``data.code`` is AST_001 (timeout), AST_002 (credentials) or AST_004 (ARI
-  unavailable or not ARI). A password of ``null``/``"********"`` tests with the stored one.
+  false; on failure ``data.code`` is AST_001 (timeout), AST_002 (credentials) or AST_004
+  (unavailable, or not ARI/AMI). ARI: ``GET /ari/asterisk/info``. AMI: banner, login, ping and
+  ``CoreSettings``; ``data.warnings`` says when events carry no ``Timestamp``
+  (``timestampevents`` off). The port defaults to 8088 (ARI) or 5038 (AMI). A password of
+  ``null``/``"********"`` tests with the stored one.
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ from api.errors import json_response
 from api.http import UNSENT, invalid_field, parse_body, to_json
 from api.routing import Route
 from api.state import SERVICES, Services, current_user
+from connectors.ami.client import AmiConfig
+from connectors.ami.commands import probe as probe_ami
 from connectors.ari.client import AriConfig
 from connectors.ari.commands import probe
-from connectors.ari.errors import AriAuthFailed, AriError, AriTimeout
+from engine.errors import DomainError
 from engine.roles import Role
+from service.pbx import Connection
 from storage.settings import SystemSettingsStore
 
 log = logging.getLogger("switchboard.admin")
@@ -39,6 +47,8 @@ log = logging.getLogger("switchboard.admin")
 ADMIN = (Role.ADMIN,)
 PASSWORD_MASK = "********"
 HOST_PATTERN = r"^[A-Za-z0-9._:\[\]-]+$"
+DEFAULT_PORTS = {"ARI": 8088, "AMI": 5038}
+Protocol = Literal["ARI", "AMI"]
 
 
 def _upper(value: Any) -> Any:
@@ -50,7 +60,7 @@ class AsteriskConfigIn(BaseModel):
     port: int = Field(UNSENT, ge=1, le=65535)
     username: str = Field(UNSENT, max_length=128)
     password: str | None = Field(None, max_length=256)
-    protocol: Literal["ARI"] = UNSENT
+    protocol: Protocol = UNSENT
     timeout: int = Field(UNSENT, ge=1, le=300)
     enabled: bool = UNSENT
 
@@ -98,10 +108,10 @@ class SettingsOut(BaseModel):
 
 class AsteriskTestBody(BaseModel):
     host: str = Field(min_length=1, max_length=253, pattern=HOST_PATTERN)
-    port: int = Field(8088, ge=1, le=65535)
+    port: int | None = Field(None, ge=1, le=65535, description="default: 8088 ARI, 5038 AMI")
     username: str = Field(min_length=1, max_length=128)
     password: str | None = Field(None, max_length=256)
-    protocol: Literal["ARI"] = "ARI"
+    protocol: Protocol = "ARI"
     timeout: int = Field(10, ge=1, le=300)
 
     @field_validator("protocol", mode="before")
@@ -159,19 +169,22 @@ def _ari_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def _ari_config(settings: dict[str, Any], box: SecretBox, app: str) -> AriConfig | None:
-    """The ARI connection these (effective) settings ask for; None when not enabled."""
+def _connection(settings: dict[str, Any], box: SecretBox, app: str) -> Connection | None:
+    """The ARI or AMI connection these (effective) settings ask for; None when not enabled."""
     ast = settings["asterisk_config"]
     if not ast["enabled"]:
         return None
-    return AriConfig(_ari_url(ast["host"], ast["port"]), ast["username"],
-                     _decrypt(box, ast["password_enc"]) or "", app, float(ast["timeout"]))
+    secret = _decrypt(box, ast["password_enc"]) or ""
+    if ast["protocol"] == "AMI":
+        return AmiConfig(ast["host"], ast["port"], ast["username"], secret, float(ast["timeout"]))
+    return AriConfig(_ari_url(ast["host"], ast["port"]), ast["username"], secret, app,
+                     float(ast["timeout"]))
 
 
-async def stored_ari_config(services: Services) -> AriConfig | None:
-    """The admin's saved ARI connection when enabled (used at start-up by ``api/app.py``)."""
+async def stored_connection(services: Services) -> Connection | None:
+    """The admin's saved connection when enabled (used at start-up by ``api/app.py``)."""
     stored = await SystemSettingsStore(services.pool).get()
-    return _ari_config(_effective(stored.data), secret_box(services.settings),
+    return _connection(_effective(stored.data), secret_box(services.settings),
                        services.settings.ari_app)
 
 
@@ -231,10 +244,10 @@ async def put_settings(request: web.Request) -> web.Response:
             return new_effective
 
         old, new = await store.update(change, user_id)
-        old_ari = _ari_config(_effective(old.data), box, app)
-        new_ari = _ari_config(new_effective, box, app)
-        if new_ari != old_ari or (new_ari is not None and services.pbx.config != new_ari):
-            await services.pbx.reconfigure(new_ari)
+        old_conn = _connection(_effective(old.data), box, app)
+        new_conn = _connection(new_effective, box, app)
+        if new_conn != old_conn or (new_conn is not None and services.pbx.config != new_conn):
+            await services.pbx.reconfigure(new_conn)
     return json_response(_settings_json(new_effective, new.updated_by, new.updated_at))
 
 
@@ -290,27 +303,75 @@ _FAILURES: dict[str, dict[str, Any]] = {
 }
 
 
-def _code_of(exc: AriError) -> str:
-    if isinstance(exc, AriTimeout):
-        return "AST_001"
-    if isinstance(exc, AriAuthFailed):
-        return "AST_002"
-    return "AST_004"
+# The same codes for AMI, with what to check on the manager side.
+_AMI_FAILURES: dict[str, dict[str, Any]] = {
+    "AST_001": {
+        "error": "Connection timeout",
+        "message": "Connection timeout: AMI на {host}:{port} не ответил за {timeout} с",
+        "possible_causes": [
+            "Asterisk сервер не запущен",
+            "Неверный порт (AMI слушает 5038 по умолчанию)",
+            "Брандмауэр блокирует подключение",
+            "Сервер перегружен и не отвечает вовремя",
+        ],
+        "troubleshooting": [
+            "Проверьте доступность Asterisk сервера",
+            "Убедитесь в корректности хоста и порта (manager.conf: bindaddr, port)",
+            "Проверьте настройки брандмауэра",
+            "Увеличьте timeout",
+        ],
+    },
+    "AST_002": {
+        "error": "Authentication failed",
+        "message": "Authentication failed: Asterisk отклонил учетные данные AMI для {host}:{port}",
+        "possible_causes": [
+            "Неверное имя пользователя AMI",
+            "Неверный secret AMI",
+            "Пользователь не описан в manager.conf или его адрес не разрешён (permit/deny)",
+        ],
+        "troubleshooting": [
+            "Убедитесь в корректности учетных данных",
+            "Проверьте секцию пользователя в manager.conf "
+            "(secret, permit, read = call,agent,system)",
+            "Выполните 'manager show users' в консоли Asterisk",
+        ],
+    },
+    "AST_004": {
+        "error": "AMI unavailable",
+        "message": "AMI unavailable: AMI недоступен на {host}:{port}",
+        "possible_causes": [
+            "Asterisk сервер не запущен",
+            "Неверный хост или порт",
+            "AMI выключен (manager.conf: enabled = no)",
+            "На этом порту отвечает не AMI (например, HTTP/ARI на 8088)",
+        ],
+        "troubleshooting": [
+            "Проверьте доступность Asterisk сервера",
+            "Включите AMI в manager.conf ([general] enabled = yes) и выполните 'manager reload'",
+            "Выполните 'manager show settings' в консоли Asterisk",
+            "Проверьте настройки брандмауэра",
+        ],
+    },
+}
 
 
-def _test_failure(body: AsteriskTestBody, exc: AriError) -> dict[str, Any]:
+def _code_of(exc: DomainError) -> str:
+    """Timeout and refused credentials keep their code; anything else is "unavailable"."""
+    return exc.code if exc.code in ("AST_001", "AST_002") else "AST_004"
+
+
+def _test_failure(body: AsteriskTestBody, port: int, exc: DomainError) -> dict[str, Any]:
     code = _code_of(exc)
-    failure = _FAILURES[code]
+    failure = (_AMI_FAILURES if body.protocol == "AMI" else _FAILURES)[code]
     return {
         "success": False,
-        "message": failure["message"].format(host=body.host, port=body.port,
-                                             timeout=body.timeout),
+        "message": failure["message"].format(host=body.host, port=port, timeout=body.timeout),
         "data": {
             "error": failure["error"],
             "code": code,
             "details": {
                 "host": body.host,
-                "port": body.port,
+                "port": port,
                 "reason": exc.message,
                 "possible_causes": failure["possible_causes"],
             },
@@ -320,28 +381,41 @@ def _test_failure(body: AsteriskTestBody, exc: AriError) -> dict[str, Any]:
 
 
 async def test_asterisk(request: web.Request) -> web.Response:
-    """Really connect: ``GET /ari/asterisk/info`` with these settings and timeout."""
+    """Really connect with these settings and timeout: ARI ``GET /ari/asterisk/info``; AMI
+    banner, login, ping and ``CoreSettings``."""
     body = await parse_body(request, AsteriskTestBody)
     services = request.app[SERVICES]
+    port = body.port or DEFAULT_PORTS[body.protocol]
     password = body.password
     if password is None or password == PASSWORD_MASK:
         stored = _effective((await SystemSettingsStore(services.pool).get()).data)
         password = _decrypt(secret_box(services.settings),
                             stored["asterisk_config"]["password_enc"]) or ""
-    config = AriConfig(_ari_url(body.host, body.port), body.username, password,
-                       services.settings.ari_app, float(body.timeout))
+    extra: dict[str, Any] = {}
     try:
-        found = await probe(config)
-    except AriError as exc:
-        return json_response(_test_failure(body, exc))
+        if body.protocol == "AMI":
+            found = await probe_ami(AmiConfig(body.host, port, body.username, password,
+                                              float(body.timeout)))
+            version, system = found.version, found.system
+            extra = {"timestamp_events": found.timestamp_events,
+                     "warnings": list(found.warnings)}
+        else:
+            ari = await probe(AriConfig(_ari_url(body.host, port), body.username, password,
+                                        services.settings.ari_app, float(body.timeout)))
+            version, system = ari.version, ari.system
+    except DomainError as exc:
+        if not exc.code.startswith("AST_"):
+            raise
+        return json_response(_test_failure(body, port, exc))
     return json_response({
         "success": True,
-        "message": f"Успешное подключение к Asterisk {found.version}",
+        "message": f"Успешное подключение к Asterisk {version}",
         "data": {
-            "asterisk_version": found.version,
-            "system": found.system,
-            "connection_details": {"host": body.host, "port": body.port,
+            "asterisk_version": version,
+            "system": system,
+            "connection_details": {"host": body.host, "port": port,
                                    "protocol": body.protocol, "status": "Connected"},
+            **extra,
         },
     })
 
@@ -351,9 +425,10 @@ ROUTES: list[Route] = [
     Route("GET", "/api/admin/settings", get_settings, ADMIN, "System settings",
           response=SettingsOut, tags=TAGS),
     Route("PUT", "/api/admin/settings", put_settings, ADMIN,
-          "Update system settings (re-initialises the ARI connection when it changes)",
+          "Update system settings (re-initialises the PBX connection when it changes)",
           body=SettingsIn, response=SettingsOut, tags=TAGS),
     Route("POST", "/api/admin/settings/asterisk/test", test_asterisk, ADMIN,
-          "Test an Asterisk ARI connection (GET /ari/asterisk/info)",
+          "Test an Asterisk ARI or AMI connection (ARI: GET /ari/asterisk/info; AMI: banner, "
+          "login, ping, CoreSettings)",
           body=AsteriskTestBody, response=AsteriskTestResult, tags=TAGS),
 ]

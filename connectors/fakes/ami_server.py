@@ -7,6 +7,8 @@ and the member actions ``QueuePause``/``QueueAdd``/``QueueRemove`` (they change 
 emit ``QueueMemberPause``/``Added``/``Removed``, as Asterisk does). Tests and the simulator
 push events with ``emit()`` or ``replay()`` a captured trace; faults: ``drop_connections()``,
 ``answer_pings = False`` (a half-open PBX), ``chunk_size`` (tiny writes that split characters).
+``timestamp_events = True`` stamps every event with ``Timestamp`` (``timestampevents=yes``);
+``CoreSettings`` answers with the fake's version.
 Message shapes and header order follow the captured traffic in ``shared/traces``.
 """
 
@@ -77,6 +79,7 @@ class FakeAmi:
         self.clock = clock
         self.answer_pings = True
         self.chunk_size: int | None = None
+        self.timestamp_events = False  # manager.conf timestampevents (off by default, as there)
         self.actions: list[AmiMessage] = []  # every action received, for assertions
         self.logins = 0  # successful logins so far (a reconnecting client logs in again)
         self.failed_logins = 0
@@ -121,7 +124,13 @@ class FakeAmi:
 
     async def emit(self, fields: EventFields) -> int:
         """Send one event to every logged-in connection with events on; returns how many."""
-        return await self.emit_raw(encode_message(fields))
+        return await self.emit_raw(encode_message(self._stamped(fields)))
+
+    def _stamped(self, fields: EventFields) -> list[tuple[str, object]]:
+        pairs = list(fields.items() if isinstance(fields, Mapping) else fields)
+        if self.timestamp_events and not any(k.lower() == "timestamp" for k, _ in pairs):
+            pairs.insert(1, ("Timestamp", f"{self.clock():.6f}"))  # after Event, as Asterisk
+        return pairs
 
     async def emit_raw(self, data: bytes) -> int:
         """Send bytes as they are (garbage included) to every listening connection."""
@@ -206,6 +215,10 @@ class FakeAmi:
                     ("Ping", "Pong"),
                     ("Timestamp", f"{self.clock():.6f}"),
                 )
+        elif name == "coresettings":
+            await self._respond(session, action, "Success", ("AMIversion", self.version),
+                                ("AsteriskVersion", f"fake-{self.version}"),
+                                ("SystemName", "fake-ami"))
         elif name in LIST_ACTIONS:
             answer = LIST_ACTIONS[name](self.state, action.get("Queue"), self.clock())
             await self._send_list(session, action, *answer)
@@ -226,10 +239,10 @@ class FakeAmi:
         self.logins += 1
         self._login_changed.set()
         if session.events:
-            await self._send(session, encode_message([
+            await self._send(session, encode_message(self._stamped([
                 ("Event", "FullyBooted"), ("Privilege", "system,all"), ("Uptime", 21),
                 ("LastReload", 21), ("Status", "Fully Booted"),
-            ]))  # fmt: skip
+            ])))  # fmt: skip
 
     async def _send_list(
         self,

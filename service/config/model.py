@@ -163,6 +163,16 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _ami_needs_credentials(self) -> Settings:
+        if self.ami_host and not (self.ami_username and self.ami_secret.get_secret_value()):
+            raise ValueError(
+                f"{env_name('ami_host')} is set: {env_name('ami_username')} and "
+                f"{env_name('ami_secret')} "
+                "are required too"
+            )
+        return self
+
     # -- derived ------------------------------------------------------------------------------
 
     @property
