@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, tzinfo
 
 from engine.directory import OperatorDirectory
-from engine.effects import Effect, OperatorEffect
+from engine.effects import CallEffect, CallEnded, Effect, OperatorEffect
 from engine.events import (
     BridgeEntered,
     BridgeLeft,
@@ -21,20 +21,31 @@ from engine.events import (
     OperatorProvisioned,
     OperatorRemoved,
     OperatorStatusRequested,
+    QueueCallCompleted,
+    QueueCallerJoined,
+    QueueCallerLeft,
+    QueueMemberChanged,
+    QueueMemberPaused,
+    QueueMemberRemoved,
+    QueueMemberRinging,
     Resynced,
 )
 from engine.machine.calls import CallMachine
 from engine.machine.operators import OperatorMachine
-from engine.model import Call, Operator
+from engine.machine.queues import QueueMachine
+from engine.model import Call, Operator, Queue
 
 
 class Engine:
-    """Calls and operators of one PBX. No I/O, no await, no clock: times come from events."""
+    """Calls, operators and queues of one PBX. No I/O, no await, no clock: times come from
+    events. ``timezone`` is the center's, for the queues' calendar-day figures."""
 
-    def __init__(self, directory_operators: Iterable[Operator] = ()) -> None:
+    def __init__(self, directory_operators: Iterable[Operator] = (),
+                 timezone: tzinfo = UTC) -> None:
         self._directory = OperatorDirectory(directory_operators)
         self._calls = CallMachine(self._directory)
         self._operators = OperatorMachine(self._directory, self._calls.calls_and_ringing)
+        self._queues = QueueMachine(self._directory, timezone)
 
     # ----------------------------------------------------------------- reads
 
@@ -46,6 +57,13 @@ class Engine:
 
     def operator(self, operator_id: str) -> Operator | None:
         return self._operators.get(operator_id)
+
+    def queues(self, now: datetime | None = None) -> list[Queue]:
+        """Every queue the PBX named, its figures rolled forward to ``now`` when given."""
+        return self._queues.snapshots(now)
+
+    def queue(self, name: str, now: datetime | None = None) -> Queue | None:
+        return self._queues.snapshot(name, now)
 
     def call_for_channel(self, channel_id: str) -> Call | None:
         """The published call a live channel belongs to (e.g. may this operator hang it up)."""
@@ -62,7 +80,17 @@ class Engine:
                 | BridgeEntered() | BridgeLeft() | ChannelHungUp()
             ):
                 changes = self._calls.handle(event)
-                return [*changes.effects, *self._refresh(changes.touched_operator_ids, event.ts)]
+                return [*changes.effects, *self._refresh(changes.touched_operator_ids, event.ts),
+                        *self._queue_calls_completed(changes.effects)]
+            case QueueCallerJoined() | QueueCallerLeft():
+                # The call takes its queue; the queue counts the caller.
+                changes = self._calls.handle(event)
+                return [*changes.effects, *self._queues.handle(event)]
+            case (
+                QueueCallCompleted() | QueueMemberChanged() | QueueMemberPaused()
+                | QueueMemberRemoved() | QueueMemberRinging()
+            ):
+                return list(self._queues.handle(event))
             case Resynced():
                 return self._resync(event)
             case DeviceStateChanged():
@@ -77,6 +105,19 @@ class Engine:
             case OperatorRemoved():
                 operators.remove(event.operator_id)
         return []
+
+    def _queue_calls_completed(self, effects: Sequence[CallEffect]) -> list[Effect]:
+        """An answered queue call that ended gives its talk time to the queue (ARI has no
+        AgentComplete; with AMI too, the queue counts it once)."""
+        out: list[Effect] = []
+        for effect in effects:
+            call = effect.call
+            if (isinstance(effect, CallEnded) and call.queue_name is not None
+                    and call.answer_time is not None and call.end_time is not None):
+                talk = (call.end_time - call.answer_time).total_seconds()
+                out.extend(self._queues.completed(call.queue_name, call.channel_id, talk,
+                                                  call.end_time))
+        return out
 
     def _refresh(self, operator_ids: Iterable[str], ts: datetime) -> list[OperatorEffect]:
         """Recompute the operators whose legs in calls changed (in a stable order)."""
