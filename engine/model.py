@@ -104,6 +104,7 @@ class Operator:
     current_calls: int = 0
     max_concurrent_calls: int = 1
     last_activity: datetime | None = None
+    queue_pause_reason: str | None = None   # why paused in a queue (AMI), while paused there
 
     @property
     def activity(self) -> str | None:
@@ -119,9 +120,11 @@ class Operator:
 
     @property
     def pause_reason(self) -> str | None:
-        """``manual`` when paused by their own choice; None otherwise (a queue pause over ARI
-        carries no reason)."""
-        return "manual" if self.activity == "paused" and self.status_detail == "manual" else None
+        """``manual`` when paused by their own choice; a queue pause's reason when the PBX gave
+        one (AMI ``PausedReason``; a pause seen over ARI carries none); None otherwise."""
+        if self.activity != "paused":
+            return None
+        return "manual" if self.status_detail == "manual" else self.queue_pause_reason
 
 
 # -- queues ----------------------------------------------------------------------------------

@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from engine.effects import Effect, OperatorLoggedIn, OperatorLoggedOut, QueueUpdated
+from engine.effects import (
+    Effect,
+    OperatorLoggedIn,
+    OperatorLoggedOut,
+    OperatorStatusChanged,
+    QueueUpdated,
+)
 from engine.events import (
     Event,
     QueueCallCompleted,
@@ -197,3 +203,26 @@ def test_queue_updated_only_when_something_changed() -> None:
     assert [type(e) for e in effects] == [QueueUpdated]
     _, again = run([joined("c1", 0)], engine)
     assert again == []
+
+
+def test_a_queue_pause_makes_the_operator_busy_paused_with_the_reason() -> None:
+    member = "Local/1001@agents"
+    engine, effects = run([
+        QueueMemberChanged("support", member, at(0)),
+        QueueMemberPaused("support", member, True, at(5), reason="break"),
+    ])
+    changed = [(e.previous, e.operator.status.value, e.operator.activity,
+                e.operator.pause_reason) for e in effects if isinstance(e, OperatorStatusChanged)]
+    assert changed == [("online", "busy", "paused", "break")]
+    _, effects = run([QueueMemberPaused("support", member, False, at(9))], engine)
+    changed = [(e.previous, e.operator.status.value, e.operator.activity,
+                e.operator.pause_reason) for e in effects if isinstance(e, OperatorStatusChanged)]
+    assert changed == [("busy", "online", "available", None)]
+    # a late pause (older than the unpause) changes nothing
+    _, effects = run([QueueMemberPaused("support", member, True, at(7), reason="lunch")], engine)
+    assert not [e for e in effects if isinstance(e, OperatorStatusChanged)]
+    # removed while paused: no longer paused there
+    run([QueueMemberPaused("support", member, True, at(20), reason="meeting")], engine)
+    _, effects = run([QueueMemberRemoved("support", member, at(30))], engine)
+    assert [(e.operator.status.value, e.operator.pause_reason) for e in effects
+            if isinstance(e, OperatorStatusChanged)] == [("online", None)]

@@ -86,10 +86,17 @@ class Engine:
                 # The call takes its queue; the queue counts the caller.
                 changes = self._calls.handle(event)
                 return [*changes.effects, *self._queues.handle(event)]
-            case (
-                QueueCallCompleted() | QueueMemberChanged() | QueueMemberPaused()
-                | QueueMemberRemoved() | QueueMemberRinging()
-            ):
+            # The operator behind a member is paused in its queue (with the reason) or not.
+            case QueueMemberPaused():
+                return [*self._queues.handle(event), *operators.queue_paused(
+                    event.queue, event.member, event.paused, event.reason, event.ts)]
+            case QueueMemberChanged():
+                return [*self._queues.handle(event), *operators.queue_paused(
+                    event.queue, event.member, event.paused, event.pause_reason, event.ts)]
+            case QueueMemberRemoved():
+                return [*self._queues.handle(event), *operators.queue_paused(
+                    event.queue, event.member, False, "", event.ts)]
+            case QueueCallCompleted() | QueueMemberRinging():
                 return list(self._queues.handle(event))
             case Resynced():
                 return self._resync(event)
