@@ -270,6 +270,20 @@ class QueueMemberRinging:
     source: str = "ami"
 
 
+@dataclass(frozen=True, slots=True)
+class QueuesResynced:
+    """What the PBX said of ``queues`` after a (re)connect (AMI ``QueueStatus``): every member
+    and every waiting caller there. Members not listed left; callers not listed are gone with
+    an outcome nobody told (not counted)."""
+
+    queues: tuple[str, ...]
+    members: tuple[QueueMemberChanged, ...]
+    callers: tuple[QueueCallerJoined, ...]
+    ts: datetime
+    service_levels: tuple[tuple[str, int], ...] = ()   # (queue, ServiceLevel seconds)
+    source: str = "ami"
+
+
 QueueEvent = (
     QueueCallerJoined
     | QueueCallerLeft
@@ -278,6 +292,7 @@ QueueEvent = (
     | QueueMemberRemoved
     | QueueMemberPaused
     | QueueMemberRinging
+    | QueuesResynced
 )
 
 

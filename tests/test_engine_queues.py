@@ -21,6 +21,7 @@ from engine.events import (
     QueueMemberPaused,
     QueueMemberRemoved,
     QueueMemberRinging,
+    QueuesResynced,
 )
 from engine.machine import Engine
 from engine.model import MemberState, Operator, OperatorStatus, Queue
@@ -226,3 +227,33 @@ def test_a_queue_pause_makes_the_operator_busy_paused_with_the_reason() -> None:
     _, effects = run([QueueMemberRemoved("support", member, at(30))], engine)
     assert [(e.operator.status.value, e.operator.pause_reason) for e in effects
             if isinstance(e, OperatorStatusChanged)] == [("online", None)]
+
+
+def test_a_resync_replaces_members_and_waiting_callers() -> None:
+    a, b = "Local/1001@agents", "Local/1002@agents"
+    engine, _ = run([
+        QueueMemberChanged("support", a, at(0)),
+        joined("gone", 1), joined("stays", 2),
+    ])
+    # while we were away: 1001 left the queue, 1002 joined paused, "gone" left unseen
+    _, effects = run([QueuesResynced(
+        ("support",),
+        (QueueMemberChanged("support", b, at(100), paused=True, pause_reason="lunch"),),
+        (QueueCallerJoined("support", "stays", at(90), 1),
+         QueueCallerJoined("support", "new", at(95), 2)),
+        at(100),
+        service_levels=(("support", 45),),
+    )], engine)
+    assert [(type(e).__name__, e.operator.id) for e in effects
+            if isinstance(e, OperatorLoggedIn | OperatorLoggedOut)] == [
+        ("OperatorLoggedOut", "op-1001"), ("OperatorLoggedIn", "op-1002")]
+    paused = [e.operator.pause_reason for e in effects
+              if isinstance(e, OperatorStatusChanged) and e.operator.id == "op-1002"]
+    assert paused == ["lunch"]
+    assert len([e for e in effects if isinstance(e, QueueUpdated)]) == 1
+    queue = support(engine)
+    assert [(m.interface, m.state) for m in queue.members] == [(b, MemberState.PAUSED)]
+    assert [(c.channel_id, c.waiting_since) for c in queue.callers] == [
+        ("stays", at(2)), ("new", at(95))]           # "stays" keeps when it joined
+    assert queue.service_level_seconds == 45
+    assert counts(queue) == (0, 0, 0, 0)            # "gone": outcome unknown, not counted

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
 
 from engine.directory import OperatorDirectory
-from engine.effects import CallEffect, CallEnded, Effect, OperatorEffect
+from engine.effects import CallEffect, CallEnded, Effect, OperatorEffect, QueueUpdated
 from engine.events import (
     BridgeEntered,
     BridgeLeft,
@@ -28,6 +28,7 @@ from engine.events import (
     QueueMemberPaused,
     QueueMemberRemoved,
     QueueMemberRinging,
+    QueuesResynced,
     Resynced,
 )
 from engine.machine.calls import CallMachine
@@ -98,6 +99,8 @@ class Engine:
                     event.queue, event.member, False, "", event.ts)]
             case QueueCallCompleted() | QueueMemberRinging():
                 return list(self._queues.handle(event))
+            case QueuesResynced():
+                return self._resync_queues(event)
             case Resynced():
                 return self._resync(event)
             case DeviceStateChanged():
@@ -112,6 +115,24 @@ class Engine:
             case OperatorRemoved():
                 operators.remove(event.operator_id)
         return []
+
+    def _resync_queues(self, event: QueuesResynced) -> list[Effect]:
+        """Members not listed leave (logging out whoever left their last queue), the listed
+        ones are applied as told, the waiting lines replaced; one QueueUpdated per queue."""
+        listed = {(m.queue, m.member) for m in event.members}
+        effects: list[Effect] = []
+        for name in event.queues:
+            for interface in self._queues.member_interfaces(name):
+                if (name, interface) not in listed:
+                    effects.extend(self.handle(
+                        QueueMemberRemoved(name, interface, event.ts, event.source)))
+        for member in event.members:
+            effects.extend(self.handle(member))
+        for caller in event.callers:
+            effects.extend(self._calls.handle(caller).effects)
+        effects.extend(self._queues.handle(event))
+        last = {e.queue.name: e for e in effects if isinstance(e, QueueUpdated)}
+        return [e for e in effects if not isinstance(e, QueueUpdated) or last[e.queue.name] is e]
 
     def _queue_calls_completed(self, effects: Sequence[CallEffect]) -> list[Effect]:
         """An answered queue call that ended gives its talk time to the queue (ARI has no

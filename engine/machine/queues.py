@@ -38,6 +38,7 @@ from engine.events import (
     QueueMemberPaused,
     QueueMemberRemoved,
     QueueMemberRinging,
+    QueuesResynced,
 )
 from engine.model import MemberState, Queue, QueueFigures, QueueMember, WaitingCaller
 
@@ -127,6 +128,10 @@ class QueueMachine:
         queues = sorted(self._queues.items())
         return [self._snapshot(q, now or q.as_of or _EPOCH) for _, q in queues]
 
+    def member_interfaces(self, name: str) -> list[str]:
+        queue = self._queues.get(name)
+        return sorted(queue.members) if queue is not None else []
+
     def queues_of_operator(self, operator_id: str) -> list[str]:
         return sorted(q.name for q in self._queues.values()
                       if any(self._operator_id(m) == operator_id for m in q.members.values()))
@@ -134,6 +139,8 @@ class QueueMachine:
     # ----------------------------------------------------------------- the write
 
     def handle(self, event: QueueEvent) -> list[QueueMachineEffect]:
+        if isinstance(event, QueuesResynced):
+            return self._resync_callers(event)
         queue = self._queue(event.queue)
         effects: list[QueueMachineEffect] = []
         ts = event.ts
@@ -186,6 +193,27 @@ class QueueMachine:
         return True
 
     # ----------------------------------------------------------------- callers
+
+    def _resync_callers(self, event: QueuesResynced) -> list[QueueMachineEffect]:
+        """The waiting lines as the PBX lists them now (members: see ``Engine``)."""
+        levels = dict(event.service_levels)
+        effects: list[QueueMachineEffect] = []
+        for name in event.queues:
+            queue = self._queue(name)
+            if name in levels:
+                queue.service_level = levels[name]
+            before = queue.callers
+            queue.callers = {}
+            for caller in event.callers:
+                if caller.queue == name:
+                    known = before.get(caller.channel_id)
+                    if known is not None:   # keep when they joined, if we saw it
+                        queue.callers[caller.channel_id] = known
+                    self._join(queue, caller)
+            if queue.as_of is None or event.ts > queue.as_of:
+                queue.as_of = event.ts
+            effects.extend(self._publish(queue))
+        return effects
 
     def _join(self, queue: _Queue, event: QueueCallerJoined) -> None:
         counted = self._outcomes.get((queue.name, event.channel_id, "outcome"))
