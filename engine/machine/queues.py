@@ -96,6 +96,8 @@ class _Queue:
     left: dict[str, datetime] = field(default_factory=dict)   # off the line, outcome pending
     as_of: datetime | None = None
     published: Queue | None = None
+    version: int = 0     # bumped whenever a bucket may change: figures are cached per version
+    cached: tuple[tuple[int, int, int], tuple[QueueFigures, ...]] | None = None
 
 
 class QueueMachine:
@@ -357,6 +359,8 @@ class QueueMachine:
         return queue.service_level
 
     def _bucket(self, queue: _Queue, ts: datetime) -> _Bucket:
+        """The bucket of ``ts``'s minute, for changing it."""
+        queue.version += 1
         minute = _minute(ts)
         bucket = queue.buckets.get(minute)
         if bucket is None:
@@ -375,9 +379,15 @@ class QueueMachine:
         current = _minute(now)
         local = now.astimezone(self._tz)
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        day_after = _minute(midnight) - 1
+        key = (queue.version, current, day_after)
+        if queue.cached is not None and queue.cached[0] == key:
+            return queue.cached[1]   # most events change no outcome: no need to sum again
         spans = [(name, current - minutes) for name, minutes in WINDOWS]
-        spans.append(("day", _minute(midnight) - 1))
-        return tuple(_sum(name, queue.buckets, after, current) for name, after in spans)
+        spans.append(("day", day_after))
+        figures = tuple(_sum(name, queue.buckets, after, current) for name, after in spans)
+        queue.cached = (key, figures)
+        return figures
 
     def _snapshot(self, queue: _Queue, now: datetime) -> Queue:
         members = tuple(self._member_view(m, now) for _, m in sorted(queue.members.items()))
