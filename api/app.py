@@ -102,12 +102,13 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
         await store.clear()  # rebuilt from the PBX resync; stale live state would lie
         sink = PostgresRecordSink(pool)
         hub = Hub()
-        engine = Engine(await users.operators())
+        engine = Engine(await users.operators(), timezone=settings.tzinfo)
         runner = Runner(engine, store, sink, hub, on_resync=sink.reconcile)
         store.source = runner.snapshot  # after a Redis outage the live state is rewritten whole
         ws = WebSocketEndpoint(
             hub, JwtWsAuthenticator(tokens, users), runner.snapshot,
             auth_timeout=settings.ws_auth_timeout, queue_size=settings.ws_queue_size,
+            queues=runner.engine.queues,
         )
         pbx = PbxConnection(pbx_settings, runner.submit)
         user_service = UserService(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.model import Call, Operator
+from engine.model import Call, Operator, Queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +51,28 @@ class OperatorUpdated:
 
 @dataclass(frozen=True, slots=True)
 class OperatorLoggedIn:
+    """The operator came online (``queue`` None), or joined their first queue (``queue``)."""
+
     operator: Operator
+    queue: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorLoggedOut:
+    """The operator left the last queue they were a member of."""
+
+    operator: Operator
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueUpdated:
+    """Something of the queue changed: callers, members or figures (a full snapshot)."""
+
+    queue: Queue
 
 
 CallEffect = CallStarted | CallUpdated | CallAnswered | CallTransferred | CallEnded
-OperatorEffect = OperatorStatusChanged | OperatorUpdated | OperatorLoggedIn
-Effect = CallEffect | OperatorEffect
+OperatorEffect = OperatorStatusChanged | OperatorUpdated | OperatorLoggedIn | OperatorLoggedOut
+QueueEffect = QueueUpdated
+Effect = CallEffect | OperatorEffect | QueueEffect

@@ -155,6 +155,147 @@ class OperatorStatusRequested:
     ts: datetime
 
 
+# -- queues (AMI QueueCallerJoin/Leave/Abandon, AgentConnect/Complete, QueueMember*; ARI: the
+# caller's ChannelVarset of QUEUENAME/QUEUEWAIT/ABANDONED/...) ------------------------------
+#
+# A queue member is named by its ``interface`` as the PBX dials it (``Local/1001@agents``,
+# ``PJSIP/1001``): the same string in AMI ``Interface`` and in ARI ``MEMBERINTERFACE``.
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCallerJoined:
+    """A caller entered ``queue`` (AMI ``QueueCallerJoin``)."""
+
+    queue: str
+    channel_id: str              # the caller's channel (ARI id = AMI Uniqueid)
+    ts: datetime
+    position: int | None = None
+    caller_number: str = ""
+    service_level_seconds: int | None = None   # the queue's threshold, when the PBX says it
+    source: str = "ari"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCallerLeft:
+    """A caller left ``queue``.
+
+    ``reason``: ``answered`` (a member took the call; AMI ``AgentConnect``), ``abandoned`` (the
+    caller hung up while waiting; AMI ``QueueCallerAbandon``), ``timeout`` (the queue gave up on
+    them; ARI ``QUEUESTATUS``), or ``left`` -- out of the waiting line, outcome told by a later
+    event (AMI ``QueueCallerLeave``, which comes before ``AgentConnect``).
+    ``wait_seconds`` is the PBX's own hold time when it gives one: a caller first seen leaving
+    (ARI tells the queue only then) joined at ``ts - wait_seconds``.
+    """
+
+    queue: str
+    channel_id: str
+    reason: str                  # answered | abandoned | timeout | left
+    ts: datetime
+    wait_seconds: float | None = None
+    member: str = ""             # the member interface that answered
+    member_name: str = ""
+    position: int | None = None
+    service_level_seconds: int | None = None
+    source: str = "ari"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCallCompleted:
+    """A queue call an agent answered is over (AMI ``AgentComplete``): talk time for AHT."""
+
+    queue: str
+    channel_id: str
+    member: str
+    talk_seconds: float
+    ts: datetime
+    ended_by: str = ""           # caller | agent | transfer
+    source: str = "ami"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMemberChanged:
+    """A member's state in ``queue`` (AMI ``QueueMemberStatus``/``QueueMember``/
+    ``QueueMemberAdded``): added if unknown. ``state`` is the device state of its state
+    interface (``NOT_INUSE``, ``INUSE``, ``RINGING``, ``UNAVAILABLE``, ...)."""
+
+    queue: str
+    member: str                  # interface: Local/1001@agents, PJSIP/1001
+    ts: datetime
+    name: str = ""               # MemberName: "Agent 1001"
+    state_interface: str = ""    # Custom:1001
+    state: str = "NOT_INUSE"
+    paused: bool = False
+    pause_reason: str = ""
+    in_call: bool = False
+    calls_taken: int | None = None
+    last_call: datetime | None = None
+    login_time: datetime | None = None
+    wrapup_until: datetime | None = None
+    source: str = "ami"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMemberRemoved:
+    """AMI ``QueueMemberRemoved``: the member logged out of ``queue``."""
+
+    queue: str
+    member: str
+    ts: datetime
+    source: str = "ami"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMemberPaused:
+    """AMI ``QueueMemberPause``: paused (with its reason) or back."""
+
+    queue: str
+    member: str
+    paused: bool
+    ts: datetime
+    reason: str = ""
+    source: str = "ami"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMemberRinging:
+    """A member is offered a caller (AMI ``AgentCalled``); ``ring_ms`` set when it stopped
+    ringing unanswered (``AgentRingNoAnswer``: RingTime is milliseconds)."""
+
+    queue: str
+    member: str
+    channel_id: str              # the caller's channel
+    ts: datetime
+    no_answer: bool = False
+    ring_ms: int | None = None
+    source: str = "ami"
+
+
+@dataclass(frozen=True, slots=True)
+class QueuesResynced:
+    """What the PBX said of ``queues`` after a (re)connect (AMI ``QueueStatus``): every member
+    and every waiting caller there. Members not listed left; callers not listed are gone with
+    an outcome nobody told (not counted)."""
+
+    queues: tuple[str, ...]
+    members: tuple[QueueMemberChanged, ...]
+    callers: tuple[QueueCallerJoined, ...]
+    ts: datetime
+    service_levels: tuple[tuple[str, int], ...] = ()   # (queue, ServiceLevel seconds)
+    source: str = "ami"
+
+
+QueueEvent = (
+    QueueCallerJoined
+    | QueueCallerLeft
+    | QueueCallCompleted
+    | QueueMemberChanged
+    | QueueMemberRemoved
+    | QueueMemberPaused
+    | QueueMemberRinging
+    | QueuesResynced
+)
+
+
 ChannelEvent = ChannelCreated | ChannelStateChanged | CallerIdChanged | ChannelHungUp
 Event = (
     ChannelCreated
@@ -170,4 +311,5 @@ Event = (
     | OperatorProvisioned
     | OperatorRemoved
     | OperatorStatusRequested
+    | QueueEvent
 )

@@ -49,7 +49,8 @@ class Call:
     operator_id: str | None = None       # operator who answered
     operator_extension: str | None = None  # kept also when the extension is no operator's
     group_ids: tuple[str, ...] = ()      # groups of every operator rung or answering (visibility)
-    queue_name: str | None = None
+    queue_name: str | None = None        # the queue it entered last (where it was answered/lost)
+    queue_service_level: int | None = None  # that queue's threshold, when the PBX told it
     answer_time: datetime | None = None
     end_time: datetime | None = None
     # abandoned_in_queue | abandoned_in_ivr | no_answer | busy | failed
@@ -103,6 +104,7 @@ class Operator:
     current_calls: int = 0
     max_concurrent_calls: int = 1
     last_activity: datetime | None = None
+    queue_pause_reason: str | None = None   # why paused in a queue (AMI), while paused there
 
     @property
     def activity(self) -> str | None:
@@ -118,6 +120,122 @@ class Operator:
 
     @property
     def pause_reason(self) -> str | None:
-        """``manual`` when paused by their own choice; None otherwise (a queue pause over ARI
-        carries no reason)."""
-        return "manual" if self.activity == "paused" and self.status_detail == "manual" else None
+        """``manual`` when paused by their own choice; a queue pause's reason when the PBX gave
+        one (AMI ``PausedReason``; a pause seen over ARI carries none); None otherwise."""
+        if self.activity != "paused":
+            return None
+        return "manual" if self.status_detail == "manual" else self.queue_pause_reason
+
+
+# -- queues ----------------------------------------------------------------------------------
+
+
+class MemberState(StrEnum):
+    """A queue member as a supervisor reads it (DOMAIN: ``activity``)."""
+
+    AVAILABLE = "available"
+    RINGING = "ringing"
+    IN_CALL = "in_call"
+    WRAPUP = "wrapup"
+    PAUSED = "paused"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingCaller:
+    channel_id: str                      # the caller's channel (its call: ``call_id_for``)
+    position: int | None
+    waiting_since: datetime
+    caller_number: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMember:
+    interface: str                       # as the queue dials it: Local/1001@agents, PJSIP/1001
+    name: str = ""
+    operator_id: str | None = None       # the Switchboard operator behind the interface
+    group_id: str | None = None          # that operator's group (who may see the queue)
+    state: MemberState = MemberState.AVAILABLE
+    paused: bool = False
+    pause_reason: str | None = None
+    calls_taken: int = 0
+    last_call: datetime | None = None
+    login_time: datetime | None = None
+    wrapup_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFigures:
+    """A queue's outcomes over one window (callers counted when their outcome is known)."""
+
+    window: str                          # 15m | 1h | 24h | day
+    offered: int = 0                     # answered + abandoned + timed out/left
+    answered: int = 0
+    answered_within_threshold: int = 0
+    abandoned: int = 0
+    wait_seconds_answered: float = 0.0   # sum, for the average speed of answer
+    talk_seconds: float = 0.0            # sum over completed calls, for the average handle time
+    completed: int = 0
+
+    @property
+    def service_level(self) -> float | None:
+        """Percent answered within the threshold of those offered; None with nothing offered."""
+        if not self.offered:
+            return None
+        return round(100 * self.answered_within_threshold / self.offered, 1)
+
+    @property
+    def abandon_rate(self) -> float | None:
+        return round(100 * self.abandoned / self.offered, 1) if self.offered else None
+
+    @property
+    def average_speed_of_answer(self) -> float | None:
+        return round(self.wait_seconds_answered / self.answered, 1) if self.answered else None
+
+    @property
+    def average_handle_time(self) -> float | None:
+        return round(self.talk_seconds / self.completed, 1) if self.completed else None
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """One queue live: who waits, who works it, and its figures as of ``as_of``."""
+
+    name: str
+    service_level_seconds: int
+    as_of: datetime
+    callers: tuple[WaitingCaller, ...] = ()
+    members: tuple[QueueMember, ...] = ()
+    figures: tuple[QueueFigures, ...] = ()   # 15m, 1h, 24h, day -- in that order
+
+    @property
+    def callers_waiting(self) -> int:
+        return len(self.callers)
+
+    @property
+    def longest_wait_seconds(self) -> int:
+        """The longest current wait at ``as_of`` (0 with nobody waiting)."""
+        if not self.callers:
+            return 0
+        since = min(c.waiting_since for c in self.callers)
+        return max(0, round((self.as_of - since).total_seconds()))
+
+    def agents(self, state: MemberState) -> int:
+        return sum(1 for m in self.members if m.state is state)
+
+    @property
+    def agents_available(self) -> int:
+        return self.agents(MemberState.AVAILABLE)
+
+    @property
+    def agents_busy(self) -> int:
+        """On a call, being rung or in wrap-up: working, not free."""
+        return sum(1 for m in self.members
+                   if m.state in (MemberState.IN_CALL, MemberState.RINGING, MemberState.WRAPUP))
+
+    @property
+    def agents_paused(self) -> int:
+        return self.agents(MemberState.PAUSED)
+
+    def window(self, name: str) -> QueueFigures:
+        return next((f for f in self.figures if f.window == name), QueueFigures(name))

@@ -21,8 +21,10 @@ from engine.effects import (
     CallEnded,
     Effect,
     OperatorLoggedIn,
+    OperatorLoggedOut,
     OperatorStatusChanged,
     OperatorUpdated,
+    QueueUpdated,
 )
 from engine.events import Event, Resynced
 from engine.machine import Engine
@@ -107,10 +109,13 @@ class Runner:
 
     async def _persist(self, effects: list[Effect]) -> None:
         for effect in effects:
-            if isinstance(effect, OperatorStatusChanged | OperatorUpdated | OperatorLoggedIn):
+            if isinstance(effect, OperatorStatusChanged | OperatorUpdated | OperatorLoggedIn
+                          | OperatorLoggedOut):
                 await self._guard("save_operator", self._store.save_operator(effect.operator))
                 await self._guard("write_operator", self._sink.write_operator(effect.operator))
                 continue
+            if isinstance(effect, QueueUpdated):
+                continue   # live only: the engine holds the queues; records carry queue_name
             call = effect.call
             if isinstance(effect, CallEnded):
                 await self._guard("remove_call", self._store.remove_call(call.id))

@@ -341,3 +341,32 @@ async def test_ws_rejects_a_bad_token(live: Live, who: str) -> None:
     msg = await ws.receive(timeout=5)
     assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     assert ws.close_code == 4001
+
+
+async def test_queue_from_ari_alone_reaches_dashboards_and_records(live: Live) -> None:
+    """Issue 9: the shared queue shift over the fake ARI -- the calls are recorded in their
+    queue with the queue_log's waits, and dashboards get the queue's figures live."""
+    admin = await live.dashboard("admin", ADMIN_PASSWORD)
+    shift = TRACE.parent / "queue_shift.ari.jsonl"
+    for frame in replay_trace(shift, rekey="qs1"):
+        await live.fake.emit(frame)
+    await live.settle()
+
+    updates = [d for t, d in await admin.collect() if t == "queue_updated"]
+    assert updates, "no queue_updated reached the dashboard"
+    last = updates[-1]
+    assert (last["queue"], last["service_level_seconds"], last["callers_waiting"]) == (
+        "support", 20, 0)
+    for window in ("15m", "1h", "24h", "day"):
+        figures = last["stats"][window]
+        assert (figures["offered"], figures["answered"], figures["abandoned"]) == (2, 1, 1)
+        assert (figures["service_level"], figures["abandon_rate"]) == (50.0, 50.0)
+        assert figures["average_speed_of_answer"] == 3.0      # queue_log CONNECT: 3
+
+    answered = await live.call_row(call_id_for("qs1-1796203666.32"))
+    abandoned = await live.call_row(call_id_for("qs1-1796203671.36"))
+    assert answered is not None and abandoned is not None
+    assert (answered["queue_name"], answered["status"], answered["wait_seconds"],
+            answered["duration"]) == ("support", "completed", 3, 2)   # CONNECT 3, COMPLETE 2
+    assert (abandoned["queue_name"], abandoned["status"], abandoned["missed_reason"],
+            abandoned["wait_seconds"]) == ("support", "missed", "abandoned_in_queue", 2)

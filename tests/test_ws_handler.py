@@ -27,7 +27,7 @@ from engine.effects import (
     OperatorLoggedIn,
     OperatorStatusChanged,
 )
-from engine.model import Call, CallStatus, Operator, OperatorStatus
+from engine.model import Call, CallStatus, Operator, OperatorStatus, Queue, QueueMember
 from tests.helpers import publish_message
 from ws.access import Viewer
 from ws.fakes import FakeAuthenticator
@@ -179,6 +179,7 @@ async def test_auth_ok_then_snapshot(by: str) -> None:
                      "max_concurrent_calls": 1, "last_activity": "2025-01-01T14:30:00Z",
                      "group_id": "g-b"},
                 ],
+                "queues": [],
             },
         }
         s.hub.publish([CallEnded(dataclasses.replace(CALL_B, status=CallStatus.MISSED,
@@ -191,18 +192,25 @@ async def test_auth_ok_then_snapshot(by: str) -> None:
 
 
 async def test_snapshot_per_role() -> None:
-    async with serve() as s:
+    queues = [
+        Queue("support", 20, T0, members=(QueueMember("PJSIP/1001", operator_id="op-a1",
+                                                      group_id="g-a"),)),
+        Queue("sales", 20, T0, members=(QueueMember("PJSIP/2001", operator_id="op-b1",
+                                                    group_id="g-b"),)),
+    ]
+    async with serve(queues=lambda: queues) as s:
         seen = {}
         for name in USERS:
             ws = await s.http.ws_connect(s.url(s.login(name)))
             await recv(ws)
             data = (await recv(ws))["data"]
             seen[name] = ([c["call_id"] for c in data["calls"]],
-                          [o["operator_id"] for o in data["operators"]])
+                          [o["operator_id"] for o in data["operators"]],
+                          [q["queue"] for q in data["queues"]])
         assert seen == {
-            "admin": (["call-a", "call-b"], ["op-a1", "op-a2", "op-b1"]),
-            "sup-a": (["call-a"], ["op-a1", "op-a2"]),
-            "oper-a1": (["call-a"], ["op-a1"]),
+            "admin": (["call-a", "call-b"], ["op-a1", "op-a2", "op-b1"], ["support", "sales"]),
+            "sup-a": (["call-a"], ["op-a1", "op-a2"], ["support"]),
+            "oper-a1": (["call-a"], ["op-a1"], ["support"]),
         }
 
 
@@ -412,7 +420,8 @@ async def test_requests_ping_subscribe_and_errors() -> None:
         await ws.send_str('{"type":"subscribe"}')
         assert await recv(ws) == {"type": "subscribed", "events": [
             "call_started", "call_answered", "call_transferred", "call_ended",
-            "operator_status_changed", "operator_logged_in"]}
+            "operator_status_changed", "operator_logged_in", "operator_logged_out",
+            "queue_updated"]}
         s.hub.publish([OperatorLoggedIn(OP_A1)])
         assert (await recv(ws))["type"] == "operator_logged_in"
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.effects import CallTransferred, Effect, OperatorEffect
-from engine.model import Call, Operator
+from engine.effects import CallTransferred, Effect, OperatorEffect, QueueUpdated
+from engine.model import Call, Operator, Queue
 from engine.roles import Role
 
 
@@ -60,10 +60,24 @@ def can_see_operator(viewer: Viewer, op: Operator) -> bool:
     return False
 
 
+def can_see_queue(viewer: Viewer, queue: Queue) -> bool:
+    """Like calls: a supervisor sees the queues their group works in, an operator their own."""
+    if viewer.sees_everything:
+        return True
+    if viewer.role == Role.SUPERVISOR:
+        return viewer.group_id is not None and any(
+            m.group_id == viewer.group_id for m in queue.members)
+    if viewer.role == Role.OPERATOR and viewer.operator_id is not None:
+        return any(m.operator_id == viewer.operator_id for m in queue.members)
+    return False
+
+
 def can_see(viewer: Viewer, effect: Effect) -> bool:
     """Whether the message made from ``effect`` goes to ``viewer``."""
     if isinstance(effect, OperatorEffect):
         return can_see_operator(viewer, effect.operator)
+    if isinstance(effect, QueueUpdated):
+        return can_see_queue(viewer, effect.queue)
     if can_see_call(viewer, effect.call):
         return True
     if isinstance(effect, CallTransferred) and viewer.role == Role.OPERATOR:

@@ -41,11 +41,18 @@ from typing import Any, Protocol, runtime_checkable
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from engine.model import Call, Operator
-from ws.access import Viewer, can_see_call, can_see_operator
+from engine.model import Call, Operator, Queue
+from ws.access import Viewer, can_see_call, can_see_operator, can_see_queue
 from ws.frames import FrameCache
 from ws.hub import Hub, Subscription
-from ws.messages import EVENT_TYPES, call_view, iso, operator_view, unknown_event_types
+from ws.messages import (
+    EVENT_TYPES,
+    call_view,
+    iso,
+    operator_view,
+    queue_view,
+    unknown_event_types,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +125,10 @@ class WebSocketEndpoint:
         revocation_poll: float | None = 5.0,
         close_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
+        queues: Callable[[], Sequence[Queue]] = tuple,
     ) -> None:
         self._hub = hub
+        self._queues = queues
         self._auth = authenticator
         self._snapshot = snapshot
         self._auth_timeout = auth_timeout
@@ -253,6 +262,7 @@ class WebSocketEndpoint:
             "data": {
                 "calls": [call_view(c) for c in calls if can_see_call(viewer, c)],
                 "operators": [operator_view(o) for o in operators if can_see_operator(viewer, o)],
+                "queues": [queue_view(q) for q in self._queues() if can_see_queue(viewer, q)],
             },
         }
         return [orjson.dumps({"type": "auth_ok", "user": session.user}), orjson.dumps(snapshot)]

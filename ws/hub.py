@@ -32,6 +32,7 @@ from engine.effects import (
     CallTransferred,
     CallUpdated,
     Effect,
+    QueueUpdated,
 )
 from engine.model import Call
 from ws.access import Viewer, can_see, can_see_call
@@ -45,6 +46,9 @@ Audience = Callable[[Viewer], bool]
 # a write per loop step, ~60 ms with 5 ms); it is also the least latency a dashboard sees.
 BURST_WINDOW = 0.005
 CALL_EFFECTS = (CallStarted, CallUpdated, CallAnswered, CallTransferred, CallEnded)
+# A busy queue changes with every caller and member: its ``queue_updated`` goes out at most once
+# per this many seconds, the newest state winning (a wallboard needs the state, not each step).
+QUEUE_UPDATE_INTERVAL = 0.25
 
 
 @dataclass(slots=True)
@@ -175,8 +179,12 @@ class Hub:
         queue_size: int = 1000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         dumps: Callable[[Any], bytes] = orjson.dumps,
+        queue_interval: float = QUEUE_UPDATE_INTERVAL,
     ) -> None:
         self._queue_size = queue_size
+        self._queue_interval = queue_interval
+        self._queue_sent: dict[str, datetime] = {}        # last queue_updated sent, per queue
+        self._queue_held: dict[str, QueueUpdated] = {}    # newest state waiting for its turn
         self._clock = clock
         self._dumps = dumps
         # A tuple rebuilt on (rare) subscribe/unsubscribe: the hot loop iterates it without
@@ -224,16 +232,49 @@ class Hub:
         """Number, serialize and fan out every effect that has a message shape."""
         for effect in effects:
             now = self._clock()
+            if isinstance(effect, QueueUpdated):
+                self._coalesce(effect, now)
+                continue
             if isinstance(effect, CALL_EFFECTS):
                 self._announce_to_new_viewers(now, effect)
-            try:
-                message = to_message(effect, now)
-            except Exception:  # a malformed effect must not stop the ones after it
-                log.exception("cannot build a message for %r", effect)
-                continue
-            if message is not None:
-                type_, data = message
-                self._fan_out(now, type_, data, partial(can_see, effect=effect), by_role=True)
+            self._send(effect, now)
+
+    def _send(self, effect: Effect, now: datetime) -> None:
+        try:
+            message = to_message(effect, now)
+        except Exception:  # a malformed effect must not stop the ones after it
+            log.exception("cannot build a message for %r", effect)
+            return
+        if message is not None:
+            type_, data = message
+            self._fan_out(now, type_, data, partial(can_see, effect=effect), by_role=True)
+
+    def _coalesce(self, effect: QueueUpdated, now: datetime) -> None:
+        """Send a queue's update now if its last one is old enough; else hold the newest and
+        send it when the interval is up (one timer per queue, no await)."""
+        name = effect.queue.name
+        if name in self._queue_held:
+            self._queue_held[name] = effect   # its timer is already set
+            return
+        last = self._queue_sent.get(name)
+        wait = 0.0 if last is None else self._queue_interval - (now - last).total_seconds()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None   # nothing could send it later: send it now
+        if wait <= 0 or loop is None:
+            self._queue_sent[name] = now
+            self._send(effect, now)
+            return
+        self._queue_held[name] = effect
+        loop.call_later(wait, self._send_held, name)
+
+    def _send_held(self, name: str) -> None:
+        effect = self._queue_held.pop(name, None)
+        if effect is not None:
+            now = self._clock()
+            self._queue_sent[name] = now
+            self._send(effect, now)
 
     def _announce_to_new_viewers(self, now: datetime, effect: CallEffect) -> None:
         """A call becomes visible to more viewers as operators are rung (a supervisor's group,

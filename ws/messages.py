@@ -17,9 +17,11 @@ from engine.effects import (
     CallTransferred,
     Effect,
     OperatorLoggedIn,
+    OperatorLoggedOut,
     OperatorStatusChanged,
+    QueueUpdated,
 )
-from engine.model import Call, Operator
+from engine.model import Call, Operator, Queue, QueueFigures
 
 # Event types a client may receive (and name in a ``subscribe`` filter).
 EVENT_TYPES: tuple[str, ...] = (
@@ -29,6 +31,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "call_ended",
     "operator_status_changed",
     "operator_logged_in",
+    "operator_logged_out",
+    "queue_updated",
 )
 
 
@@ -90,12 +94,24 @@ def to_message(effect: Effect, now: datetime | None = None) -> tuple[str, dict[s
                 "pause_reason": op.pause_reason,
                 "previous_status": effect.previous,
             }
-        case OperatorLoggedIn(operator=op):
-            return "operator_logged_in", {
+        case OperatorLoggedIn(operator=op, queue=queue):
+            data: dict[str, Any] = {
                 "operator_id": op.id,
                 "extension": op.extension,
                 "timestamp": iso(op.last_activity or now),
             }
+            if queue is not None:   # joined their first queue (beyond the seed, additive)
+                data["queue"] = queue
+            return "operator_logged_in", data
+        case OperatorLoggedOut(operator=op, queue=queue):
+            return "operator_logged_out", {
+                "operator_id": op.id,
+                "extension": op.extension,
+                "queue": queue,
+                "timestamp": iso(now),
+            }
+        case QueueUpdated(queue=queue):
+            return "queue_updated", queue_view(queue)
     return None  # CallUpdated, OperatorUpdated: internal bookkeeping, not published
 
 
@@ -128,6 +144,46 @@ def operator_view(op: Operator) -> dict[str, Any]:
         "max_concurrent_calls": op.max_concurrent_calls,
         "last_activity": iso(op.last_activity),
         "group_id": op.group_id,
+    }
+
+
+def figures_view(f: QueueFigures) -> dict[str, Any]:
+    return {
+        "offered": f.offered,
+        "answered": f.answered,
+        "answered_within_threshold": f.answered_within_threshold,
+        "abandoned": f.abandoned,
+        "service_level": f.service_level,
+        "abandon_rate": f.abandon_rate,
+        "average_speed_of_answer": f.average_speed_of_answer,
+        "average_handle_time": f.average_handle_time,
+    }
+
+
+def queue_view(queue: Queue) -> dict[str, Any]:
+    """One queue live (``queue_updated`` and the snapshot's ``queues``); seconds, percents."""
+    return {
+        "queue": queue.name,
+        "service_level_seconds": queue.service_level_seconds,
+        "as_of": iso(queue.as_of),
+        "callers_waiting": queue.callers_waiting,
+        "longest_wait_seconds": queue.longest_wait_seconds,
+        "agents_available": queue.agents_available,
+        "agents_busy": queue.agents_busy,
+        "agents_paused": queue.agents_paused,
+        "callers": [
+            {"channel_id": c.channel_id, "position": c.position,
+             "waiting_since": iso(c.waiting_since), "caller_number": c.caller_number}
+            for c in queue.callers
+        ],
+        "members": [
+            {"interface": m.interface, "name": m.name, "operator_id": m.operator_id,
+             "state": m.state.value, "paused": m.paused, "pause_reason": m.pause_reason,
+             "calls_taken": m.calls_taken, "last_call": iso(m.last_call),
+             "login_time": iso(m.login_time), "wrapup_until": iso(m.wrapup_until)}
+            for m in queue.members
+        ],
+        "stats": {f.window: figures_view(f) for f in queue.figures},
     }
 
 

@@ -1,11 +1,13 @@
 """ARI frames -> engine events (pure). Raw dicts stop here.
 
-``normalize`` returns None for noise (``ChannelVarset``, ``ChannelDialplan``, ...) and for types
-the engine does not use; it raises ``MalformedFrame`` when a frame we use lacks what we need
+``normalize`` returns None for noise (``ChannelDialplan``, most ``ChannelVarset``, ...) and for
+types the engine does not use; it raises ``MalformedFrame`` when a frame we use lacks what we need
 (no ``channel.id``, no parseable ``timestamp``, ...). Unknown and missing optional keys are
 tolerated. Every string kept is cleaned (``connectors/clean.py``: no control characters, cut to
 a documented length) and counted in ``AriNormalizer.stats``; every event is tagged with the
-normalizer's ``source``.
+normalizer's ``source``. The queue variables app_queue sets on a caller's channel
+(``QUEUENAME``, ``QUEUEWAIT``, ``ABANDONED``, ...) become a ``QueueCallerLeft`` once complete
+(``connectors/ari/queue_vars.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.ari.queue_vars import QUEUE_VARIABLES, QueueVarTracker
 from connectors.clean import Cleaner
 from engine.events import (
     BridgeEntered,
@@ -54,7 +57,7 @@ def parse_timestamp(value: object) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-_Handler = Callable[["AriNormalizer", Mapping[str, Any], datetime], Event]
+_Handler = Callable[["AriNormalizer", Mapping[str, Any], datetime], Event | None]
 
 
 def mapping(value: object) -> Mapping[str, Any]:
@@ -89,6 +92,7 @@ class AriNormalizer:
         self.stats: Counter[str] = self.text.stats
         # channel id -> the number it dials, for channels we originated (``connectors/ari/source``)
         self.dialled: dict[str, str] = {}
+        self.queues = QueueVarTracker(source)   # the caller's queue from its ChannelVarsets
 
     # -- the contract ---------------------------------------------------------------------
 
@@ -100,8 +104,10 @@ class AriNormalizer:
         if not isinstance(kind, str) or not kind:
             raise MalformedFrame("type")
         handler = _HANDLERS.get(kind)
+        if kind == "ChannelVarset" and frame.get("variable") not in QUEUE_VARIABLES:
+            return None   # half of all frames: leave them at one set lookup
         if handler is None:
-            return None   # noise (ChannelVarset, ChannelDialplan, ...) or a type we do not use
+            return None   # noise (ChannelDialplan, ...) or a type we do not use
         return handler(self, frame, parse_timestamp(frame.get("timestamp")))
 
     def resync(self, snapshot: AriSnapshot, ts: datetime) -> Resynced:
@@ -185,8 +191,22 @@ class AriNormalizer:
         return CallerIdChanged(self.channel(f.get("channel")), ts, self.source)
 
     def _destroyed(self, f: Mapping[str, Any], ts: datetime) -> Event:
-        return ChannelHungUp(self.channel(f.get("channel")), _cause(f.get("cause")),
+        channel = self.channel(f.get("channel"))
+        self.queues.forget(channel.id)
+        return ChannelHungUp(channel, _cause(f.get("cause")),
                              self.text(f.get("cause_txt")), ts, self.source)
+
+    def _varset(self, f: Mapping[str, Any], ts: datetime) -> Event | None:
+        """Only app_queue's variables on a channel matter; the rest is noise."""
+        variable = str(f.get("variable"))
+        channel = mapping(f.get("channel"))
+        if not channel:
+            return None   # a global variable
+        channel_id = self.text(channel.get("id"), "id")
+        value = self.text(f.get("value"))
+        if not channel_id:
+            raise MalformedFrame("channel.id")
+        return self.queues.variable(channel_id, variable, value, ts)
 
     def _dial(self, f: Mapping[str, Any], ts: datetime) -> Event:
         caller_raw = f.get("caller")
@@ -227,6 +247,7 @@ _HANDLERS: dict[str, _Handler] = {
     "ChannelStateChange": AriNormalizer._state,
     "ChannelCallerId": AriNormalizer._caller_id,
     "ChannelDestroyed": AriNormalizer._destroyed,
+    "ChannelVarset": AriNormalizer._varset,
     "Dial": AriNormalizer._dial,
     "ChannelEnteredBridge": AriNormalizer._entered,
     "ChannelLeftBridge": AriNormalizer._left,

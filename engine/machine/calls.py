@@ -83,6 +83,8 @@ from engine.events import (
     ChannelInfo,
     ChannelStateChanged,
     DialUpdated,
+    QueueCallerJoined,
+    QueueCallerLeft,
     Resynced,
 )
 from engine.model import Call, CallStatus, Direction, call_id_for
@@ -96,6 +98,8 @@ CallInput = (
     | BridgeLeft
     | ChannelHungUp
     | Resynced
+    | QueueCallerJoined
+    | QueueCallerLeft
 )
 
 # Dial outcomes after which a rung leg is no longer ringing. The first final status wins.
@@ -171,6 +175,8 @@ class Conversation:
     operator_extension: str | None = None
     transfer_operator_ids: list[str] = field(default_factory=list)
     absorbed_at: datetime | None = None  # merged into another call at this time
+    queue_name: str | None = None        # the queue the customer entered last
+    queue_service_level: int | None = None
     call: Call | None = None             # last published snapshot
 
 
@@ -251,6 +257,8 @@ class CallMachine:
                 self._resync(event, changes)
             case ChannelHungUp():
                 self._hangup(event, changes)
+            case QueueCallerJoined() | QueueCallerLeft():
+                self._enter_queue(event, changes)
             case DialUpdated():
                 self._dial(event, changes)
             case BridgeEntered():
@@ -340,6 +348,23 @@ class CallMachine:
         self._leave_bridges(channel)
         changes.conversation_keys.append(channel.conversation_key)
 
+    def _enter_queue(self, event: QueueCallerJoined | QueueCallerLeft, changes: Changes) -> None:
+        """The customer's channel is (or was) in a queue: the call takes it and its threshold.
+        ARI tells it only as the caller leaves the queue; an agent's channel never counts."""
+        channel = self._channels.get(event.channel_id)
+        if channel is None or not channel.live:
+            return
+        conversation = self._conversations[channel.conversation_key]
+        leg = conversation.legs.get(channel.leg_key)
+        if leg is None or self._is_agent(conversation, leg):
+            return
+        threshold = event.service_level_seconds
+        if threshold is None and event.queue == conversation.queue_name:
+            threshold = conversation.queue_service_level
+        conversation.queue_name = event.queue
+        conversation.queue_service_level = threshold
+        changes.conversation_keys.append(channel.conversation_key)
+
     def _leave_bridges(self, channel: ChannelState) -> None:
         for bridge_id in list(channel.bridges):
             self._leave_bridge(channel, bridge_id)
@@ -419,6 +444,8 @@ class CallMachine:
         for channel_id in gone.channel_ids:
             self._channels[channel_id].conversation_key = keep.key
             keep.channel_ids.append(channel_id)
+        if keep.queue_name is None and gone.call is None:   # a pending customer leg's queue
+            keep.queue_name, keep.queue_service_level = gone.queue_name, gone.queue_service_level
         del self._conversations[gone.key]
         return keep.key
 
@@ -658,6 +685,8 @@ class CallMachine:
             group_ids=self._group_ids(conversation),
             operator_id=conversation.operator_id if outbound else None,
             operator_extension=self._extension(conversation.operator_id) if outbound else None,
+            queue_name=conversation.queue_name,
+            queue_service_level=conversation.queue_service_level,
         )
 
     def _snapshot(self, conversation: Conversation, prev: Call, ended: bool, ts: datetime) -> Call:
@@ -693,6 +722,8 @@ class CallMachine:
             rung_operator_ids=self._rung(conversation),
             group_ids=self._group_ids(conversation),
             transfer_operator_ids=tuple(conversation.transfer_operator_ids),
+            queue_name=conversation.queue_name,
+            queue_service_level=conversation.queue_service_level,
         )
 
     def _calling_party_legs(self, conversation: Conversation) -> list[Leg]:
@@ -732,6 +763,8 @@ class CallMachine:
     def _missed_reason(self, conversation: Conversation) -> str:
         call_channel = self._call_channel(conversation)
         if conversation.direction is Direction.INBOUND:
+            if conversation.queue_name is not None:
+                return "abandoned_in_queue"
             if any(self._is_agent(conversation, leg) for leg in conversation.legs.values()):
                 return "abandoned_in_queue"
             if call_channel is not None and call_channel.cause in _FAILURE_CAUSES:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, tzinfo
 
 from engine.directory import OperatorDirectory
-from engine.effects import Effect, OperatorEffect
+from engine.effects import CallEffect, CallEnded, Effect, OperatorEffect, QueueUpdated
 from engine.events import (
     BridgeEntered,
     BridgeLeft,
@@ -21,20 +21,32 @@ from engine.events import (
     OperatorProvisioned,
     OperatorRemoved,
     OperatorStatusRequested,
+    QueueCallCompleted,
+    QueueCallerJoined,
+    QueueCallerLeft,
+    QueueMemberChanged,
+    QueueMemberPaused,
+    QueueMemberRemoved,
+    QueueMemberRinging,
+    QueuesResynced,
     Resynced,
 )
 from engine.machine.calls import CallMachine
 from engine.machine.operators import OperatorMachine
-from engine.model import Call, Operator
+from engine.machine.queues import QueueMachine
+from engine.model import Call, Operator, Queue
 
 
 class Engine:
-    """Calls and operators of one PBX. No I/O, no await, no clock: times come from events."""
+    """Calls, operators and queues of one PBX. No I/O, no await, no clock: times come from
+    events. ``timezone`` is the center's, for the queues' calendar-day figures."""
 
-    def __init__(self, directory_operators: Iterable[Operator] = ()) -> None:
+    def __init__(self, directory_operators: Iterable[Operator] = (),
+                 timezone: tzinfo = UTC) -> None:
         self._directory = OperatorDirectory(directory_operators)
         self._calls = CallMachine(self._directory)
         self._operators = OperatorMachine(self._directory, self._calls.calls_and_ringing)
+        self._queues = QueueMachine(self._directory, timezone)
 
     # ----------------------------------------------------------------- reads
 
@@ -46,6 +58,13 @@ class Engine:
 
     def operator(self, operator_id: str) -> Operator | None:
         return self._operators.get(operator_id)
+
+    def queues(self, now: datetime | None = None) -> list[Queue]:
+        """Every queue the PBX named, its figures rolled forward to ``now`` when given."""
+        return self._queues.snapshots(now)
+
+    def queue(self, name: str, now: datetime | None = None) -> Queue | None:
+        return self._queues.snapshot(name, now)
 
     def call_for_channel(self, channel_id: str) -> Call | None:
         """The published call a live channel belongs to (e.g. may this operator hang it up)."""
@@ -62,7 +81,26 @@ class Engine:
                 | BridgeEntered() | BridgeLeft() | ChannelHungUp()
             ):
                 changes = self._calls.handle(event)
-                return [*changes.effects, *self._refresh(changes.touched_operator_ids, event.ts)]
+                return [*changes.effects, *self._refresh(changes.touched_operator_ids, event.ts),
+                        *self._queue_calls_completed(changes.effects)]
+            case QueueCallerJoined() | QueueCallerLeft():
+                # The call takes its queue; the queue counts the caller.
+                changes = self._calls.handle(event)
+                return [*changes.effects, *self._queues.handle(event)]
+            # The operator behind a member is paused in its queue (with the reason) or not.
+            case QueueMemberPaused():
+                return [*self._queues.handle(event), *operators.queue_paused(
+                    event.queue, event.member, event.paused, event.reason, event.ts)]
+            case QueueMemberChanged():
+                return [*self._queues.handle(event), *operators.queue_paused(
+                    event.queue, event.member, event.paused, event.pause_reason, event.ts)]
+            case QueueMemberRemoved():
+                return [*self._queues.handle(event), *operators.queue_paused(
+                    event.queue, event.member, False, "", event.ts)]
+            case QueueCallCompleted() | QueueMemberRinging():
+                return list(self._queues.handle(event))
+            case QueuesResynced():
+                return self._resync_queues(event)
             case Resynced():
                 return self._resync(event)
             case DeviceStateChanged():
@@ -77,6 +115,37 @@ class Engine:
             case OperatorRemoved():
                 operators.remove(event.operator_id)
         return []
+
+    def _resync_queues(self, event: QueuesResynced) -> list[Effect]:
+        """Members not listed leave (logging out whoever left their last queue), the listed
+        ones are applied as told, the waiting lines replaced; one QueueUpdated per queue."""
+        listed = {(m.queue, m.member) for m in event.members}
+        effects: list[Effect] = []
+        for name in event.queues:
+            for interface in self._queues.member_interfaces(name):
+                if (name, interface) not in listed:
+                    effects.extend(self.handle(
+                        QueueMemberRemoved(name, interface, event.ts, event.source)))
+        for member in event.members:
+            effects.extend(self.handle(member))
+        for caller in event.callers:
+            effects.extend(self._calls.handle(caller).effects)
+        effects.extend(self._queues.handle(event))
+        last = {e.queue.name: e for e in effects if isinstance(e, QueueUpdated)}
+        return [e for e in effects if not isinstance(e, QueueUpdated) or last[e.queue.name] is e]
+
+    def _queue_calls_completed(self, effects: Sequence[CallEffect]) -> list[Effect]:
+        """An answered queue call that ended gives its talk time to the queue (ARI has no
+        AgentComplete; with AMI too, the queue counts it once)."""
+        out: list[Effect] = []
+        for effect in effects:
+            call = effect.call
+            if (isinstance(effect, CallEnded) and call.queue_name is not None
+                    and call.answer_time is not None and call.end_time is not None):
+                talk = (call.end_time - call.answer_time).total_seconds()
+                out.extend(self._queues.completed(call.queue_name, call.channel_id, talk,
+                                                  call.end_time))
+        return out
 
     def _refresh(self, operator_ids: Iterable[str], ts: datetime) -> list[OperatorEffect]:
         """Recompute the operators whose legs in calls changed (in a stable order)."""

@@ -12,7 +12,8 @@ The published status is derived, in this order (first match wins):
 4. Unreachable: endpoint ``offline`` or a device ``UNAVAILABLE``/``INVALID`` -> ``offline``.
 5. Their own choice through the API (``manual_status``): offline -> ``offline``/``manual``,
    busy -> ``busy``/``manual``; it wins over an idle phone.
-6. Paused in a queue (ARI pseudo device ``Queue:<q>_pause_<member>`` INUSE) -> ``busy``/``paused``.
+6. Paused in a queue (ARI pseudo device ``Queue:<q>_pause_<member>`` INUSE, or AMI
+   ``QueueMemberPause`` with its reason) -> ``busy``/``paused``.
 7. Reachable (endpoint ``online`` or an idle device) or manual ``online`` -> ``online``.
 8. Nothing known yet: the provisioned status (``busy`` without evidence counts as ``online``).
 
@@ -57,6 +58,7 @@ class _Sources:
     endpoint: tuple[str, datetime] | None = None
     devices: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     paused: dict[str, tuple[bool, datetime]] = field(default_factory=dict)
+    pause_reasons: dict[str, str] = field(default_factory=dict)   # queue -> reason (AMI)
     manual_at: datetime | None = None
 
 
@@ -125,6 +127,23 @@ class OperatorMachine:
         sources.endpoint = (state.lower(), ts)
         return self._refresh(sources, ts)
 
+    def queue_paused(self, queue: str, member: str, paused: bool, reason: str,
+                     ts: datetime) -> list[OperatorEffect]:
+        """The member is paused in ``queue`` (with its reason) or back (AMI)."""
+        operator = self._dir.for_name(member)
+        if operator is None:
+            return []
+        sources = self._ops[operator.id]
+        last = sources.paused.get(queue)
+        if last is not None and ts < last[1]:
+            return []
+        sources.paused[queue] = (paused, ts)
+        if paused and reason:
+            sources.pause_reasons[queue] = reason
+        else:
+            sources.pause_reasons.pop(queue, None)
+        return self._refresh(sources, ts)
+
     def device(self, name: str, state: str, ts: datetime) -> list[OperatorEffect]:
         paused = paused_member(name)
         if paused is not None:
@@ -180,8 +199,10 @@ class OperatorMachine:
         manual_status = manual if set_manual else old.manual_status
         calls, ringing = self._calls_and_ringing(old.id)
         status, detail = self._derive(sources, manual_status, calls, ringing)
+        reasons = [sources.pause_reasons[q] for q, (paused, _) in sorted(sources.paused.items())
+                   if paused and q in sources.pause_reasons]
         new = replace(old, status=status, status_detail=detail, manual_status=manual_status,
-                      current_calls=calls)
+                      current_calls=calls, queue_pause_reason=reasons[0] if reasons else None)
         if new == old:
             return []
         if old.last_activity is None or ts > old.last_activity:
