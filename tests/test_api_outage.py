@@ -29,7 +29,7 @@ def _through(url: str, proxy: TcpProxy) -> str:
 
 
 def _path(path: str) -> str:
-    for name in ("call_id", "queue_id", "user_id", "operator_id", "channel_id"):
+    for name in ("call_id", "queue_id", "user_id", "operator_id", "channel_id", "group_id"):
         path = path.replace(f"{{{name}}}", str(uuid.uuid4()))
     return path
 
