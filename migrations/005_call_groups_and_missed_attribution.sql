@@ -100,6 +100,9 @@ DECLARE
     mw          integer := CASE WHEN sign > 0 THEN COALESCE(c.wait_seconds, 0) ELSE 0 END;
     day         timestamptz := date_trunc('day', c.start_time, 'UTC');
 BEGIN
+    IF c.group_ids = '{}' AND c.operator_id IS NULL AND c.rung_operator_ids = '{}' THEN
+        RETURN;  -- nothing here to count (a call that reached no known operator)
+    END IF;
     INSERT INTO call_stats_group_hourly AS s (bucket, group_id, queue_id, direction, offered,
             answered, missed, answered_sl, wait_sum, wait_n, talk_sum, max_wait)
     SELECT date_trunc('hour', c.start_time, 'UTC'), g, c.queue_id, c.direction, sign,
