@@ -1,8 +1,8 @@
 """Every statistics figure the API reports, defined once (README, section "Figures").
 
-Pure functions over counts: the counts come from the rollup tables ``call_stats_hourly`` and
-``call_stats_daily`` (``migrations/002_call_aggregates.sql``), which a trigger keeps up to date
-as calls end. Conventions:
+Pure functions over counts: the counts come from the rollup tables (``migrations/002`` and
+``005``: overall, per group, per operator), which a trigger keeps up to date as calls end.
+Conventions:
 
 - A call is **counted** once it is final (``completed`` or ``missed``), in the UTC hour of its
   ``start_time``; calls still in progress are in the live figures (``/api/dashboard/realtime``).
@@ -66,8 +66,8 @@ def average(total: int | float, count: int) -> int:
 
 def efficiency(handled: int, missed: int) -> float:
     """Percent of an operator's calls that they answered: handled ÷ (handled + missed), where
-    missed = missed calls attributed to the operator (``operator_id`` set on a missed call).
-    One decimal; 0.0 with no calls."""
+    missed = missed calls that rang the operator without answer (``calls.rung_operator_ids``;
+    a missed call counts against every operator it rang). One decimal; 0.0 with no calls."""
     total = handled + missed
     if total <= 0:
         return 0.0

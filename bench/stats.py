@@ -42,7 +42,7 @@ DAYS = 365
 CHUNK = 500_000
 ADMIN_PASSWORD = "bench-admin-password"
 SECONDARY_INDEXES = ("calls_start_time_idx", "calls_operator_start_idx", "calls_status_start_idx",
-                     "calls_channel_idx", "calls_queue_start_idx")
+                     "calls_channel_idx", "calls_queue_start_idx", "calls_group_ids_idx")
 
 # One call per i: spread evenly over DAYS back from `now` with jitter; 85 % inbound, 10 %
 # outbound, 5 % internal; 12 % of inbound calls missed (no operator); waits 0–90 s skewed short.
@@ -50,7 +50,7 @@ SEED_SQL = """
 INSERT INTO calls (id, channel_id, source, direction, caller_number, called_number,
                    operator_id, queue_id, queue_name, status, missed_reason, start_time,
                    answer_time, end_time, duration, wait_seconds, group_id, sl_threshold,
-                   created_at, updated_at)
+                   created_at, updated_at, offered_operator_ids, group_ids)
 SELECT gen_random_uuid(), 'bench-' || i, 'ari', dir, '+7900' || lpad((i % 10000000)::text, 7, '0'),
        '1001', CASE WHEN missed THEN NULL ELSE ops[1 + op] END,
        CASE WHEN dir = 'inbound' THEN queues[1 + op % $5] END,
@@ -60,7 +60,9 @@ SELECT gen_random_uuid(), 'bench-' || i, 'ari', dir, '+7900' || lpad((i % 100000
        st, CASE WHEN missed THEN NULL ELSE st + make_interval(secs => w) END,
        st + make_interval(secs => w + CASE WHEN missed THEN 0 ELSE talk END),
        CASE WHEN missed THEN 0 ELSE talk END, w,
-       CASE WHEN missed THEN NULL ELSE groups[1 + op % $6] END, 20, st, st
+       CASE WHEN missed THEN NULL ELSE groups[1 + op % $6] END, 20, st, st,
+       CASE WHEN missed THEN '{}' ELSE ARRAY[ops[1 + op]] END,
+       CASE WHEN missed THEN '{}' ELSE ARRAY[groups[1 + op % $6]] END
   FROM (SELECT i, $3::timestamptz - make_interval(secs => (i::float8 / $4) * 86400 * $7
                                                  + random() * 60) AS st,
                CASE WHEN i % 20 < 17 THEN 'inbound' WHEN i % 20 < 19 THEN 'outbound'
@@ -186,6 +188,7 @@ async def seed(conn: asyncpg.Connection, calls: int) -> Seeded:
     await conn.execute("CREATE INDEX calls_status_start_idx ON calls (status, start_time DESC)")
     await conn.execute("CREATE INDEX calls_channel_idx ON calls (channel_id)")
     await conn.execute("CREATE INDEX calls_queue_start_idx ON calls (queue_id, start_time DESC)")
+    await conn.execute("CREATE INDEX calls_group_ids_idx ON calls USING gin (group_ids)")
     out.seconds["indexes"] = time.monotonic() - t
     await conn.execute(f"ALTER TABLE calls ENABLE TRIGGER {triggers}")
     t = time.monotonic()
@@ -196,6 +199,8 @@ async def seed(conn: asyncpg.Connection, calls: int) -> Seeded:
     await conn.execute("VACUUM ANALYZE calls")
     await conn.execute("VACUUM ANALYZE call_stats_hourly")
     await conn.execute("VACUUM ANALYZE call_stats_daily")
+    await conn.execute("VACUUM ANALYZE call_stats_group_hourly")
+    await conn.execute("VACUUM ANALYZE call_stats_operator_daily")
     out.seconds["analyze"] = time.monotonic() - t
     out.busiest_operator = ops[0]
     out.seconds["seed_total"] = time.monotonic() - t0

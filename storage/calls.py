@@ -7,7 +7,8 @@ definition of "this call belongs to that group", used by the list, the total, on
 export and the update.
 
 ``CallCounter.count`` is exact and cheap: final calls (completed/missed) are counted from the
-rollups (hourly buckets, or daily ones when filtering by operator) for the whole buckets inside
+rollups (hourly buckets, per group when scoped to one, or daily ones when filtering by
+operator) for the whole buckets inside
 ``[date_from, date_to)``, plus ``count(*)`` through an index for the partial buckets at the edges
 and for calls still in progress (incoming/answered, few rows). No estimate.
 """
@@ -31,14 +32,16 @@ LIVE = ("incoming", "answered")
 def call_visible_to_group(group_param: str, alias: str = "c") -> str:
     """THE definition of "call ``alias`` belongs to group ``group_param``" (a SQL boolean).
 
-    Today: the group of the operator who answered it, which the ``calls_stats_capture`` trigger
-    (migration 002) captures in ``calls.group_id`` when ``operator_id`` is set — the same column
-    the rollups and so the statistics are keyed by. A call nobody answered belongs to no group.
-    Issue 8 item 4 wants "every operator it rang or reached": this will also match the groups of
-    the call's offered operators once the calls table records them (a later migration); every
-    reader (list, total, one call, export, update) picks that up from here.
+    A call belongs to the groups of every operator it rang or reached: the answering operator
+    and every operator in ``offered_operator_ids``. The ``calls_stats_capture`` trigger
+    (migration 005) writes those groups into ``calls.group_ids`` when the row is written (and
+    again only when ``operator_id`` or ``offered_operator_ids`` change), so history does not move
+    when an operator later changes group. The per-group rollups (``call_stats_group_hourly``,
+    ``call_stats_operator_daily``) are keyed by the same array; the engine's ``Call.group_ids``
+    (WebSocket scope, ``ws/access.py``) is the same definition over live calls. ``@>`` uses the
+    GIN index ``calls_group_ids_idx``.
     """
-    return f"{alias}.group_id = {group_param}"
+    return f"{alias}.group_ids @> ARRAY[{group_param}::uuid]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,8 +221,9 @@ class Calls:
 
 
 async def _count(conn: asyncpg.Connection, f: CallFilter) -> int:
-    """Exact number of calls matching ``f`` (see the module docstring). Scoped to a group, the
-    rows are counted directly, so the total follows ``call_visible_to_group`` whatever it is."""
+    """Exact number of calls matching ``f`` (see the module docstring). Scoped to a group, whole
+    buckets come from ``call_stats_group_hourly`` (keyed by ``calls.group_ids``, the column
+    ``call_visible_to_group`` reads); with both a group and an operator, rows are counted."""
     wanted = (f.status,) if f.status else FINAL + LIVE
     final = tuple(s for s in wanted if s in FINAL)
     live = tuple(s for s in wanted if s in LIVE)
@@ -232,9 +236,14 @@ async def _count(conn: asyncpg.Connection, f: CallFilter) -> int:
     total = await rows(live) if live else 0
     if not final:
         return total
-    if f.group_id is not None:
+    if f.group_id is not None and f.operator_id is not None:
         return total + await rows(final)
-    unit, table = ("day", "call_stats_daily") if f.operator_id else ("hour", "call_stats_hourly")
+    if f.group_id is not None:  # a call counts once in each of its groups' rows
+        unit, table, key = "hour", "call_stats_group_hourly", "group_id"
+    elif f.operator_id is not None:
+        unit, table, key = "day", "call_stats_daily", "operator_id"
+    else:
+        unit, table, key = "hour", "call_stats_hourly", "operator_id"
     a = _align(f.date_from, unit, up=True)
     b = _align(f.date_to, unit, up=False)
     if a is not None and b is not None and a >= b:  # no whole bucket inside: count the rows
@@ -244,7 +253,7 @@ async def _count(conn: asyncpg.Connection, f: CallFilter) -> int:
     args: list[Any] = []
     parts = ["TRUE"]
     for value, sql in ((a, "bucket >= ${}"), (b, "bucket < ${}"),
-                       (f.operator_id, "operator_id = ${}")):
+                       (f.group_id or f.operator_id, key + " = ${}")):
         if value is not None:
             args.append(value)
             parts.append(sql.format(len(args)))

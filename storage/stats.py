@@ -1,10 +1,12 @@
-"""Statistics reads over the rollups ``call_stats_hourly`` / ``call_stats_daily`` (migration 002,
-kept by a trigger as calls end): at most 31 × 24 hourly buckets per queue/group/direction,
-never the calls table. Rows come back as frozen ``Sums`` (what ``api.figures.Tally`` adds up).
+"""Statistics reads over the rollups (migrations 002 and 005, kept by a trigger as calls end):
+at most 31 × 24 hourly buckets per queue/group/direction, never the calls table. Rows come back
+as frozen ``Sums`` (what ``api.figures.Tally`` adds up).
 
-A group filter here is the rollups' ``group_id``, the same column ``storage.calls
-.call_visible_to_group`` reads today; when that definition grows (offered operators), the
-rollups must follow it.
+Overall figures read ``call_stats_hourly``; a group filter reads ``call_stats_group_hourly``,
+where a call counts once in each group of ``calls.group_ids`` — the groups of every operator it
+rang or reached, the same column ``storage.calls.call_visible_to_group`` reads. Per-operator
+figures read ``call_stats_operator_daily`` (scope NULL: every call; scope g: the calls of group
+g), which also holds ``missed_rung``: missed calls that rang the operator.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class HourSums:
 class OperatorSums:
     operator_id: str
     name: str
-    sums: Sums
+    sums: Sums          # calls the operator answered (or placed)
+    missed_rung: int    # missed calls that rang the operator
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,11 @@ def _where(start: datetime, end: datetime, **eq: str | None) -> tuple[str, list[
     return " AND ".join(parts), args
 
 
+def _hourly(group_id: str | None) -> str:
+    """The hourly rollup to read: overall, or one group's (a call in every one of its groups)."""
+    return "call_stats_hourly" if group_id is None else "call_stats_group_hourly"
+
+
 class Stats:
     """Read-only statistics repository."""
 
@@ -84,21 +92,29 @@ class Stats:
         rows = await self.pool.fetch(
             f"""SELECT extract(hour FROM bucket AT TIME ZONE 'UTC')::int AS hour,
                        direction = 'inbound' AS inbound, {SUMS}
-                  FROM call_stats_hourly WHERE {where} GROUP BY 1, 2""", *args)
+                  FROM {_hourly(group_id)} WHERE {where} GROUP BY 1, 2""", *args)
         return [HourSums(r["hour"], r["inbound"], Sums.of(r)) for r in rows]
 
     async def by_operator(self, start: datetime, end: datetime, *, group_id: str | None = None,
                           operator_id: str | None = None) -> list[OperatorSums]:
-        """Per operator with counted calls, most answered first."""
-        where, args = _where(start, end, group_id=group_id, operator_id=operator_id)
+        """Per operator with counted or missed-rung calls, most answered first; over the
+        calls of ``group_id`` when given."""
+        where, args = _where(start, end, operator_id=operator_id)
+        if group_id is None:
+            where += " AND scope IS NULL"
+        else:
+            args.append(group_id)
+            where += f" AND scope = ${len(args)}::uuid"
         rows = await self.pool.fetch(
             f"""SELECT s.*, COALESCE(NULLIF(u.name, ''), u.username, o.extension) AS name
-                  FROM (SELECT operator_id, {SUMS} FROM call_stats_daily
-                         WHERE {where} AND operator_id IS NOT NULL GROUP BY operator_id
-                        HAVING sum(offered) > 0) s
+                  FROM (SELECT operator_id, {SUMS}, sum(missed_rung) AS missed_rung
+                          FROM call_stats_operator_daily
+                         WHERE {where} GROUP BY operator_id
+                        HAVING sum(offered) > 0 OR sum(missed_rung) > 0) s
                   JOIN operators o ON o.id = s.operator_id JOIN users u ON u.id = o.user_id
                  ORDER BY s.answered DESC, name""", *args)
-        return [OperatorSums(str(r["operator_id"]), r["name"], Sums.of(r)) for r in rows]
+        return [OperatorSums(str(r["operator_id"]), r["name"], Sums.of(r),
+                             int(r["missed_rung"])) for r in rows]
 
     async def by_queue(self, start: datetime, end: datetime, *,
                        group_id: str | None = None) -> list[QueueSums]:
@@ -106,7 +122,7 @@ class Stats:
         where, args = _where(start, end, group_id=group_id)
         rows = await self.pool.fetch(
             f"""SELECT q.name AS queue_name, s.* FROM
-                  (SELECT queue_id, {SUMS} FROM call_stats_hourly
+                  (SELECT queue_id, {SUMS} FROM {_hourly(group_id)}
                     WHERE {where} AND queue_id IS NOT NULL AND direction = 'inbound'
                     GROUP BY queue_id HAVING sum(offered) > 0) s
                   JOIN queues q ON q.id = s.queue_id
@@ -118,7 +134,8 @@ class Stats:
         """Counted calls of ``[start, end)``."""
         where, args = _where(start, end, group_id=group_id)
         return int(await self.pool.fetchval(
-            f"SELECT COALESCE(sum(offered), 0) FROM call_stats_hourly WHERE {where}", *args))
+            f"SELECT COALESCE(sum(offered), 0) FROM {_hourly(group_id)} WHERE {where}",
+            *args))
 
     async def operator_group(self, operator_id: str) -> tuple[bool, UUID | None]:
         """(does the operator exist, its group)."""

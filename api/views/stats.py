@@ -7,7 +7,8 @@ Counted figures read the rollups ``call_stats_hourly`` / ``call_stats_daily`` (a
 
 Group scoping: a supervisor who has a group sees only that group's figures (``group_id`` of
 another group: 403 AUTH_003); admins and managers may pass ``group_id``. A call belongs to the
-group of the operator who answered it, so calls nobody answered belong to no group.
+groups of every operator it rang or reached (``calls.group_ids``; statistics with a group read
+the per-group rollups, where a call counts once in each of its groups, and once overall).
 """
 
 from __future__ import annotations
@@ -183,10 +184,11 @@ def _split(tallies: dict[tuple[int, bool], Tally]) -> tuple[Tally, Tally, dict[i
 
 async def operator_tallies(stats: Stats, start: datetime, end: datetime, *,
                            group_id: str | None = None, operator_id: str | None = None
-                           ) -> list[tuple[str, str, Tally]]:
-    """(operator_id, name, tally) per operator with counted calls, most answered first."""
+                           ) -> list[tuple[str, str, Tally, int]]:
+    """(operator_id, name, tally, missed calls that rang them) per operator with counted or
+    missed calls, most answered first."""
     rows = await stats.by_operator(start, end, group_id=group_id, operator_id=operator_id)
-    return [(r.operator_id, r.name, Tally.of(r.sums)) for r in rows]
+    return [(r.operator_id, r.name, Tally.of(r.sums), r.missed_rung) for r in rows]
 
 
 def _live_operators(request: web.Request, group_id: str | None) -> list[Any]:
@@ -264,8 +266,8 @@ async def dashboard_call_analytics(request: web.Request) -> web.Response:
             for r in queues for t in [Tally.of(r.sums)]],
         "operator_summary": [
             {"operator_name": name, "calls_handled": t.answered,
-             "avg_talk_time": t.average_talk, "efficiency": efficiency(t.answered, t.missed)}
-            for _, name, t in operators],
+             "avg_talk_time": t.average_talk, "efficiency": efficiency(t.answered, missed)}
+            for _, name, t, missed in operators],
     })
 
 
@@ -274,7 +276,7 @@ async def dashboard_operator_activity(request: web.Request) -> web.Response:
     group = scoped_group(current_user(request), q.group_id)
     start, end = period_bounds("today")
     now = datetime.now(UTC)
-    handled = {op_id: t.answered for op_id, _, t in
+    handled = {op_id: t.answered for op_id, _, t, _ in
                await operator_tallies(_stats(request), start, end, group_id=group)}
     talking: dict[str, int] = {}
     for c in _live_calls(request, None):
@@ -310,7 +312,7 @@ async def call_stats(request: web.Request) -> web.Response:
         "service_level": inbound.service_level,
         "peak_hour": busiest_hour({h: t.offered for h, t in by_hour.items()}),
         "busiest_operators": [{"operator_name": name, "calls_count": t.answered}
-                              for _, name, t in operators[:5] if t.answered > 0],
+                              for _, name, t, _ in operators[:5] if t.answered > 0],
     })
 
 
@@ -331,13 +333,13 @@ async def operator_stats(request: web.Request) -> web.Response:
         raise Forbidden("Supervisors see their own group's figures only")
     start, end = period_bounds(q.period)
     found = await operator_tallies(stats, start, end, operator_id=operator_id)
-    t = found[0][2] if found else Tally()
+    t, missed = (found[0][2], found[0][3]) if found else (Tally(), 0)
     return json_response({
         "calls_handled": t.answered,
-        "calls_missed": t.missed,
+        "calls_missed": missed,
         "total_talk_time": t.talk_sum,
         "avg_talk_time": t.average_talk,
-        "efficiency": efficiency(t.answered, t.missed),
+        "efficiency": efficiency(t.answered, missed),
         "first_call_resolution": None,   # not measured: no case/ticket data
         "customer_satisfaction": None,   # not measured: no survey data
     })
