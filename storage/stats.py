@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -42,7 +42,8 @@ class Sums:
 
 @dataclass(frozen=True, slots=True)
 class HourSums:
-    hour: int          # UTC hour of day, 0-23
+    hour: int          # local hour of day (0-23) at which the UTC hour bucket starts
+    minute: int        # its local minute: 0, or 30/45 in zones that are not whole hours
     inbound: bool
     sums: Sums
 
@@ -71,31 +72,82 @@ def _where(start: datetime, end: datetime, **eq: str | None) -> tuple[str, list[
     return " AND ".join(parts), args
 
 
+def _hour_ceiling(moment: datetime) -> datetime:
+    floor = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return floor if floor == moment else floor + timedelta(hours=1)
+
+
+def whole_utc_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """``[first, last)``: the whole UTC days inside ``[start, end)`` (``first == last`` when
+    there is none; then ``[start, first)`` and ``[last, end)`` cover the interval)."""
+    def midnight(moment: datetime) -> datetime:
+        return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = midnight(start)
+    if first < start:
+        first += timedelta(days=1)
+    last = midnight(end)
+    if last <= first:
+        first = last = max(start, min(first, end))
+    return first, last
+
+
 class Stats:
     """Read-only statistics repository."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def by_hour(self, start: datetime, end: datetime, *, group_id: str | None = None,
+    async def by_hour(self, start: datetime, end: datetime, *, tz: str = "UTC",
+                      group_id: str | None = None,
                       queue_id: str | None = None) -> list[HourSums]:
-        """Counted calls of ``[start, end)`` by (UTC hour of day, inbound?)."""
+        """Counted calls of ``[start, end)`` by (local start of the hour bucket in the IANA zone
+        ``tz``, inbound?). Buckets that start at the same local time (the hour repeated when the
+        clocks go back) are added up."""
         where, args = _where(start, end, group_id=group_id, queue_id=queue_id)
+        args.append(tz)
+        local = f"bucket AT TIME ZONE ${len(args)}::text"
         rows = await self.pool.fetch(
-            f"""SELECT extract(hour FROM bucket AT TIME ZONE 'UTC')::int AS hour,
+            f"""SELECT extract(hour FROM {local})::int AS hour,
+                       extract(minute FROM {local})::int AS minute,
                        direction = 'inbound' AS inbound, {SUMS}
-                  FROM call_stats_hourly WHERE {where} GROUP BY 1, 2""", *args)
-        return [HourSums(r["hour"], r["inbound"], Sums.of(r)) for r in rows]
+                  FROM call_stats_hourly WHERE {where} GROUP BY 1, 2, 3""", *args)
+        return [HourSums(r["hour"], r["minute"], r["inbound"], Sums.of(r)) for r in rows]
 
     async def by_operator(self, start: datetime, end: datetime, *, group_id: str | None = None,
                           operator_id: str | None = None) -> list[OperatorSums]:
-        """Per operator with counted calls, most answered first."""
-        where, args = _where(start, end, group_id=group_id, operator_id=operator_id)
+        """Per operator with counted calls of ``[start, end)``, most answered first.
+
+        ``call_stats_daily`` has UTC days; a local day starts elsewhere. Whole UTC days come
+        from the rollup, the partial days at the edges (at most two, under 24 h each) from the
+        calls themselves through ``calls_operator_start_idx`` / ``calls_start_time_idx``, with
+        the trigger's definitions (migration 002, ``call_stats_rebuild``). The bounds are
+        rounded up to whole UTC hours, so that a call counts where its hour bucket does (the
+        hourly figures take the buckets that start inside the period; in a +05:30 zone the
+        local day starts mid-bucket)."""
+        start, end = _hour_ceiling(start), _hour_ceiling(end)
+        first, last = whole_utc_days(start, end)
+        where, args = _where(first, last, group_id=group_id, operator_id=operator_id)
+        edge = where.replace("bucket >= $1 AND bucket < $2", "status IN ('completed', 'missed')"
+                             f" AND (start_time >= ${len(args) + 1} AND start_time < $1"
+                             f" OR start_time >= $2 AND start_time < ${len(args) + 2})")
+        args += [start, end]
         rows = await self.pool.fetch(
             f"""SELECT s.*, COALESCE(NULLIF(u.name, ''), u.username, o.extension) AS name
-                  FROM (SELECT operator_id, {SUMS} FROM call_stats_daily
-                         WHERE {where} AND operator_id IS NOT NULL GROUP BY operator_id
-                        HAVING sum(offered) > 0) s
+                  FROM (SELECT operator_id, {SUMS} FROM (
+                          SELECT operator_id, offered, answered, missed, answered_sl, wait_sum,
+                                 wait_n, talk_sum, max_wait
+                            FROM call_stats_daily WHERE {where} AND operator_id IS NOT NULL
+                          UNION ALL
+                          SELECT operator_id, 1, (status = 'completed')::int,
+                                 (status = 'missed')::int,
+                                 (status = 'completed'
+                                  AND wait_seconds <= COALESCE(sl_threshold, 20))::int,
+                                 COALESCE(wait_seconds, 0), (wait_seconds IS NOT NULL)::int,
+                                 CASE WHEN status = 'completed' THEN COALESCE(duration, 0)
+                                      ELSE 0 END,
+                                 COALESCE(wait_seconds, 0)
+                            FROM calls WHERE {edge} AND operator_id IS NOT NULL) d
+                         GROUP BY operator_id HAVING sum(offered) > 0) s
                   JOIN operators o ON o.id = s.operator_id JOIN users u ON u.id = o.user_id
                  ORDER BY s.answered DESC, name""", *args)
         return [OperatorSums(str(r["operator_id"]), r["name"], Sums.of(r)) for r in rows]

@@ -322,6 +322,13 @@ def _csv_line(values: list[Any]) -> bytes:
     return buf.getvalue().encode()
 
 
+def export_file_name(request: web.Request) -> str:
+    """``calls_2026-12-02_14-52-30.csv``: when the export was made, in the center's zone."""
+    services = request.app[SERVICES]
+    local = services.now().astimezone(services.settings.tzinfo)
+    return f"calls_{local:%Y-%m-%d_%H-%M-%S}.csv"
+
+
 async def export_calls(request: web.Request) -> web.StreamResponse:
     """CSV of every call matching the filters, newest first, streamed in chunks from a
     server-side cursor (constant memory, whatever the number of rows)."""
@@ -333,7 +340,7 @@ async def export_calls(request: web.Request) -> web.StreamResponse:
     first = await anext(batches, []) if batches is not None else []
     resp = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
-        "Content-Disposition": 'attachment; filename="calls.csv"'})
+        "Content-Disposition": f'attachment; filename="{export_file_name(request)}"'})
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     await resp.write(_csv_line(list(CSV_FIELDS)))
