@@ -161,3 +161,24 @@ async def test_export_file_name_carries_local_time(world: World) -> None:
     assert resp.headers["Content-Disposition"] == (
         'attachment; filename="calls_2031-05-15_01-05-07.csv"')
     await resp.read()
+
+
+async def test_history_dates_without_offset_are_local(world: World) -> None:
+    w = centre(world, "Europe/Moscow")
+    await write_calls(w.services, [
+        make_call("tz-h1", utc(2031, 5, 13, 22, 30), status=DONE, wait=5, talk=60),  # 14th 01:30
+        make_call("tz-h2", utc(2031, 5, 14, 21, 30), status=DONE, wait=5, talk=60),  # 15th 00:30
+        make_call("tz-h3", utc(2031, 5, 13, 20, 30), status=DONE, wait=5, talk=60),  # 13th 23:30
+    ])
+
+    async def channels(query: str) -> list[str]:
+        page = await get(w, f"/api/calls/?{query}")
+        return sorted(c["channel_id"] for c in page["items"])
+
+    assert await channels("date_from=2031-05-14&date_to=2031-05-14") == ["tz-h1"]
+    assert await channels("date_from=2031-05-14T01:00:00&date_to=2031-05-15T00:30:00") == [
+        "tz-h1", "tz-h2"]
+    assert await channels("date_from=2031-05-13T20:00:00Z&date_to=2031-05-13T21:00:00Z") == [
+        "tz-h3"]
+    resp = await w.client.get("/api/calls/?date_to=9999-12-31", headers=w.auth("admin"))
+    assert resp.status == 422
