@@ -84,9 +84,8 @@ def _bound(value: Any, info: ValidationInfo, *, end: bool) -> Any:
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            if end:
-                day += timedelta(days=1)
-            return _utc(local_midnight(day, tz))
+            start = _utc(local_midnight(day, tz))  # the day itself must be in range
+            return local_midnight(day + timedelta(days=1), tz) if end else start
         moment = datetime.fromisoformat(text)
         moment = _utc(moment if moment.tzinfo else moment.replace(tzinfo=tz))
     except OverflowError:
