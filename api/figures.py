@@ -12,16 +12,18 @@ Conventions:
 - Service level and average wait count **inbound** calls only (outbound/internal calls have no
   customer waiting in a queue); totals, answered, missed, trends, talk times count every
   direction.
-- Periods and hours are UTC (there is no time-zone setting): ``today`` = since 00:00 today,
-  ``yesterday`` = the previous calendar day, ``week`` = the last 7 calendar days including today,
-  ``month`` = the last 30 calendar days including today.
+- Periods and hours of day follow the center's time zone (``settings.timezone``; storage stays
+  UTC): ``today`` = since local 00:00 today, ``yesterday`` = the previous local calendar day,
+  ``week`` = the last 7 local calendar days including today, ``month`` = the last 30. A day is
+  23 or 25 hours long when the clocks change. An hour bucket (a UTC hour) is labelled by its
+  local start: ``"14:30"`` in a +05:30 zone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -32,19 +34,26 @@ PERIOD_DAYS = {"today": 1, "yesterday": 1, "week": 7, "month": 30}
 DEFAULT_SL_THRESHOLD = 20  # seconds, when a call has no queue (queues.service_level_threshold)
 
 
-def period_bounds(period: Period, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """The half-open UTC interval ``[start, end)`` of ``period``; day-aligned starts."""
-    now = (now or datetime.now(UTC)).astimezone(UTC)
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+def local_midnight(day: date, tz: tzinfo) -> datetime:
+    """The UTC instant at which ``day`` starts in ``tz``. A midnight the clocks skip (a gap at
+    00:00) resolves to the instant of the change, a repeated one to its first occurrence."""
+    return datetime.combine(day, time(), tzinfo=tz).astimezone(UTC)
+
+
+def period_bounds(period: Period, now: datetime, tz: tzinfo = UTC) -> tuple[datetime, datetime]:
+    """The half-open UTC interval ``[start, end)`` of ``period`` in the center's zone ``tz``:
+    whole local days, so 23 or 25 hours long over a change of the clocks."""
+    today = now.astimezone(tz).date()
     if period == "yesterday":
-        return midnight - timedelta(days=1), midnight
-    start = midnight - timedelta(days=PERIOD_DAYS[period] - 1)
-    return start, midnight + timedelta(days=1)
+        return local_midnight(today - timedelta(days=1), tz), local_midnight(today, tz)
+    first = today - timedelta(days=PERIOD_DAYS[period] - 1)
+    return local_midnight(first, tz), local_midnight(today + timedelta(days=1), tz)
 
 
-def hour_label(hour: int) -> str:
-    """Hour of day 0–23 as the seed writes it: ``"09:00"``."""
-    return f"{hour:02d}:00"
+def hour_label(hour: int, minute: int = 0) -> str:
+    """A local hour of day as the seed writes it: ``"09:00"``; an hour bucket of a zone that is
+    not a whole number of hours from UTC starts at ``"09:30"`` or ``"09:45"``."""
+    return f"{hour:02d}:{minute:02d}"
 
 
 def service_level(answered_within_threshold: int, offered: int) -> float:
@@ -74,14 +83,14 @@ def efficiency(handled: int, missed: int) -> float:
     return round(100.0 * handled / total, 1)
 
 
-def busiest_hour(calls_by_hour: Mapping[int, int]) -> str | None:
-    """The hour of day (``"14:00"``) with the most counted calls over the period (days summed per
-    hour of day); the earliest on a tie; None when there were no calls."""
-    best: tuple[int, int] | None = None
-    for hour, calls in sorted(calls_by_hour.items()):
+def busiest_hour(calls_by_hour: Mapping[str, int]) -> str | None:
+    """The local hour label (``"14:00"``) with the most counted calls over the period (days
+    summed per hour of day); the earliest on a tie; None when there were no calls."""
+    best: tuple[str, int] | None = None
+    for label, calls in sorted(calls_by_hour.items()):
         if calls > 0 and (best is None or calls > best[1]):
-            best = (hour, calls)
-    return hour_label(best[0]) if best else None
+            best = (label, calls)
+    return best[0] if best else None
 
 
 @dataclass(slots=True)

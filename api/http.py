@@ -62,14 +62,15 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     return model.model_validate(data)
 
 
-def parse_query(request: web.Request, model: type[M]) -> M:
-    """Query parameters validated by ``model``: 422 with ``loc: ["query", field]`` (also for a
-    control character in any parameter)."""
+def parse_query(request: web.Request, model: type[M], *,
+                context: dict[str, Any] | None = None) -> M:
+    """Query parameters validated by ``model`` (with pydantic's validation ``context``): 422
+    with ``loc: ["query", field]`` (also for a control character in any parameter)."""
     params = dict(request.query)
     if bad := control_characters(params, "query"):
         raise InvalidInput(bad)
     try:
-        return model.model_validate(params)
+        return model.model_validate(params, context=context)
     except ValidationError as exc:
         raise InvalidInput(validation_detail(exc, "query")) from None
 

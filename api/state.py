@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+from api.figures import Period, period_bounds
 
 if TYPE_CHECKING:
 
@@ -50,6 +54,19 @@ class Services:
     tasks: Supervisor | None = None  # the long-running tasks (api/app.py lifespan)
     started_at: float = field(default_factory=time.time)
     generated_admin_password: str | None = None  # created at first start: printed once
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # aware UTC now
+
+    def now(self) -> datetime:
+        """The current UTC time (``clock``: a test sets it to a fixed moment)."""
+        return self.clock()
+
+    def period(self, period: Period) -> tuple[datetime, datetime]:
+        """UTC bounds of ``period`` in the center's time zone (``settings.timezone``)."""
+        return period_bounds(period, self.clock(), self.settings.tzinfo)
+
+    def today_start(self) -> datetime:
+        """Local midnight today, in UTC: where "today" figures start."""
+        return self.period("today")[0]
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -238,8 +238,11 @@ async def serve(settings: Any) -> tuple[web.AppRunner, str]:
 
 
 async def measure(db_url: str, redis_url: str, seeded: Seeded, requests: int,
-                  raw_runs: int) -> dict[str, Any]:
+                  raw_runs: int, timezone: str = "UTC") -> dict[str, Any]:
+    from zoneinfo import ZoneInfo
+
     from api.config import Settings
+    from api.figures import period_bounds
 
     data_dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-stats-"))
     overrides: dict[str, Any] = {}
@@ -248,10 +251,9 @@ async def measure(db_url: str, redis_url: str, seeded: Seeded, requests: int,
     settings = Settings(database_url=db_url, redis_url=redis_url, data_dir=data_dir,
                         admin_password=ADMIN_PASSWORD, jwt_secret="bench-" + "x" * 40,
                         secret_key="bench-secret-key", simulator="off", log_level="WARNING",
-                        **overrides)
+                        timezone=timezone, **overrides)
     runner, base = await serve(settings)
-    month_start = (datetime.now(UTC) - timedelta(days=29)).replace(
-        hour=0, minute=0, second=0, microsecond=0)
+    month_start, end = period_bounds("month", datetime.now(UTC), ZoneInfo(timezone))
     history = (f"/api/calls/?operator_id={seeded.busiest_operator}&status=completed"
                f"&date_from={month_start.strftime('%Y-%m-%dT%H:%M:%SZ')}&limit=50")
     results: dict[str, Any] = {}
@@ -285,8 +287,6 @@ async def measure(db_url: str, redis_url: str, seeded: Seeded, requests: int,
 
         pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
         try:
-            now = datetime.now(UTC)
-            end = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
             op = uuid.UUID(seeded.busiest_operator)
 
             async def raw_dashboard() -> None:
@@ -323,7 +323,8 @@ async def measure(db_url: str, redis_url: str, seeded: Seeded, requests: int,
 
 def report_text(report: dict[str, Any]) -> str:
     floor = report["endpoints"]["floor_auth_me"]
-    lines = [f"calls: {report['calls']:,}   seed: {report['seed_seconds']}",
+    lines = [f"calls: {report['calls']:,}   time zone: {report['timezone']}   "
+             f"seed: {report['seed_seconds']}",
              f"floor (GET /api/auth/me, HTTP + auth): p50 {floor['p50_ms']} ms, "
              f"p95 {floor['p95_ms']} ms",
              f"{'endpoint':<18}{'p50 ms':>9}{'p95 ms':>9}{'raw p50':>10}{'raw p95':>10}"
@@ -348,8 +349,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             seeded = await seed(conn, args.calls)
         finally:
             await conn.close()
-        endpoints = await measure(db_url, args.redis_url, seeded, args.requests, args.raw_runs)
-        return {"calls": args.calls, "database": name,
+        endpoints = await measure(db_url, args.redis_url, seeded, args.requests, args.raw_runs,
+                                  args.timezone)
+        return {"calls": args.calls, "database": name, "timezone": args.timezone,
                 "seed_seconds": {k: round(v, 1) for k, v in seeded.seconds.items()},
                 "endpoints": endpoints}
 
@@ -365,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--redis-url",
                    default=os.environ.get("SWITCHBOARD_BENCH_REDIS_URL", DEFAULT_REDIS))
     p.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    p.add_argument("--timezone", default="UTC",
+                   help="the center's time zone (periods in local days; UTC has no partial days)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     args = p.parse_args(argv)
     if args.calls <= 0 or args.requests <= 0 or args.raw_runs <= 0:

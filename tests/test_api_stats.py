@@ -4,7 +4,7 @@ aggregates. Figures: api/figures.py."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest_asyncio
@@ -52,8 +52,9 @@ async def get(w: World, path: str, role: str = "admin") -> tuple[int, Any]:
 def test_figure_functions() -> None:
     assert service_level(2, 6) == 33.3 and service_level(0, 0) == 0.0
     assert efficiency(34, 2) == 94.4 and efficiency(0, 0) == 0.0
-    assert busiest_hour({9: 3, 14: 4, 15: 4}) == "14:00" and busiest_hour({}) is None
-    start, end = period_bounds("week")
+    assert busiest_hour({"09:00": 3, "14:00": 4, "15:00": 4}) == "14:00"
+    assert busiest_hour({}) is None
+    start, end = period_bounds("week", datetime.now(UTC))
     assert end - start == timedelta(days=7) and start.hour == 0
 
 

@@ -16,8 +16,9 @@ Asterisk could not do it (its own reason, e.g. "Allocation failed") 502 AST_008,
   activity of the operator with that extension (null if none).
 * ``queues``: ARI has no queue API (app_queue is seen only through AMI). The queues are our
   ``queues`` table; live figures come from the engine (attribution as in ``api/views/queues``),
-  the day's figures from the ``calls`` table (since midnight UTC, only calls whose queue is
-  known), member status from ARI device states (Asterisk's numeric ``AST_DEVICE_*``).
+  the day's figures from the ``calls`` table (since local midnight in the center's
+  ``timezone``, only calls whose queue is known), member status from ARI device states
+  (Asterisk's numeric ``AST_DEVICE_*``).
 * ``answer``/``hangup``: an operator may act only on a channel of a call offered to them
   (ringing them, not yet answered) or held by them (answered by them or transferred to them);
   anything else, including a channel the engine does not know, is 403 AUTH_003.
@@ -37,7 +38,6 @@ from api.errors import json_response
 from api.http import parse_body
 from api.routing import Route
 from api.state import SERVICES, Services, current_user
-from api.views.operators import today_start
 from api.views.queues import queue_calls
 from connectors.ari.errors import AriUnavailable
 from connectors.source import Commands, ExtensionState, OriginateRequest
@@ -123,7 +123,7 @@ async def asterisk_queues(request: web.Request) -> web.Response:
     interfaces = {ext.resource: (ext.name, ext.device_state)
                   for ext in await _extensions(services)}
     repo = Queues(services.pool)
-    since = today_start()
+    since = services.today_start()
     day, taken = await repo.day_figures(since), await repo.member_figures(since)
     calls, operators = services.engine.active_calls(), services.engine.operators()
     paused = {op.extension for op in operators if op.status_detail == "paused"}
@@ -209,7 +209,7 @@ async def _operator_extension(request: web.Request, services: Services) -> tuple
         if op.user_id == user_id:
             return op.id, op.extension
     operator_id = await services.users.operator_id_of(user_id)
-    rows = (await services.users.operator_rows(today_start(), operator_id=operator_id)
+    rows = (await services.users.operator_rows(services.today_start(), operator_id=operator_id)
             if operator_id else [])
     if not rows:
         raise Forbidden("No operator record for this user")

@@ -21,10 +21,19 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from api.auth import Forbidden
 from api.errors import json_response
+from api.figures import local_midnight
 from api.http import invalid_field, parse_body, parse_query, to_json, uuid_param
 from api.routing import Route
 from api.scope import supervised_group
@@ -63,23 +72,31 @@ def _utc(moment: datetime) -> datetime:
 Instant = Annotated[datetime, AfterValidator(_utc)]
 
 
-def _bound(value: Any, *, end: bool) -> Any:
-    """ISO date or datetime -> aware UTC datetime. As an upper bound (``end``) both become the
-    half-open bound: a bare date means through that whole day, an instant is inclusive."""
+def _bound(value: Any, info: ValidationInfo, *, end: bool) -> Any:
+    """ISO date or datetime -> aware UTC datetime. A bare date or a datetime without an offset
+    is the center's local time (``tz`` in the validation context; UTC without one). As an upper
+    bound (``end``) both become the half-open bound: a bare date means through that whole local
+    day, an instant is inclusive."""
     if value is None or isinstance(value, datetime):
         return value
+    tz = (info.context or {}).get("tz", UTC)
     text = str(value).strip()
-    if len(text) == 10:
-        day = date.fromisoformat(text)
-        moment = _utc(datetime(day.year, day.month, day.day))
-        return moment + timedelta(days=1) if end else moment
-    moment = _utc(datetime.fromisoformat(text))
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            start = _utc(local_midnight(day, tz))  # the day itself must be in range
+            return local_midnight(day + timedelta(days=1), tz) if end else start
+        moment = datetime.fromisoformat(text)
+        moment = _utc(moment if moment.tzinfo else moment.replace(tzinfo=tz))
+    except OverflowError:
+        raise ValueError("date out of range") from None
     return moment + timedelta(microseconds=1) if end else moment
 
 
 class CallQuery(BaseModel):
     """Filters shared by the history and the export. ``date_to`` is inclusive (a bare date:
-    through the end of that day); internally the range is ``[date_from, date_to)``."""
+    through the end of that day); internally the range is ``[date_from, date_to)``. Parse it
+    with ``context={"tz": ...}``: dates and offset-less times are the center's local time."""
 
     operator_id: UUID | None = None
     status: Status | None = None
@@ -88,13 +105,13 @@ class CallQuery(BaseModel):
 
     @field_validator("date_from", mode="before")
     @classmethod
-    def _from(cls, v: Any) -> Any:
-        return _bound(v, end=False)
+    def _from(cls, v: Any, info: ValidationInfo) -> Any:
+        return _bound(v, info, end=False)
 
     @field_validator("date_to", mode="before")
     @classmethod
-    def _to(cls, v: Any) -> Any:
-        return _bound(v, end=True)
+    def _to(cls, v: Any, info: ValidationInfo) -> Any:
+        return _bound(v, info, end=True)
 
     def storage_filter(self, *, group_id: UUID | None = None) -> CallFilter:
         return CallFilter(operator_id=self.operator_id, status=self.status,
@@ -261,7 +278,7 @@ def call_json(row: CallRow) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- handlers
 
 async def list_calls(request: web.Request) -> web.Response:
-    q = parse_query(request, HistoryQuery)
+    q = parse_query(request, HistoryQuery, context=_zone(request))
     size, offset = q.page_size, q.offset
     page = offset // size + 1
     f = await _visible(request, q)
@@ -322,10 +339,22 @@ def _csv_line(values: list[Any]) -> bytes:
     return buf.getvalue().encode()
 
 
+def _zone(request: web.Request) -> dict[str, Any]:
+    """Validation context: the center's zone, for dates without an offset."""
+    return {"tz": request.app[SERVICES].settings.tzinfo}
+
+
+def export_file_name(request: web.Request) -> str:
+    """``calls_2026-12-02_14-52-30.csv``: when the export was made, in the center's zone."""
+    services = request.app[SERVICES]
+    local = services.now().astimezone(services.settings.tzinfo)
+    return f"calls_{local:%Y-%m-%d_%H-%M-%S}.csv"
+
+
 async def export_calls(request: web.Request) -> web.StreamResponse:
     """CSV of every call matching the filters, newest first, streamed in chunks from a
     server-side cursor (constant memory, whatever the number of rows)."""
-    q = parse_query(request, CallQuery)
+    q = parse_query(request, CallQuery, context=_zone(request))
     f = await _visible(request, q)
     calls = _calls(request)
     # Before the headers go out, so that a database that is down is still a 503, not a cut CSV.
@@ -333,7 +362,7 @@ async def export_calls(request: web.Request) -> web.StreamResponse:
     first = await anext(batches, []) if batches is not None else []
     resp = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
-        "Content-Disposition": 'attachment; filename="calls.csv"'})
+        "Content-Disposition": f'attachment; filename="{export_file_name(request)}"'})
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     await resp.write(_csv_line(list(CSV_FIELDS)))

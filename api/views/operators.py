@@ -2,7 +2,7 @@
 
 Status, ``current_calls`` and ``last_activity`` are the engine's live values; the stored row is
 the fallback for an operator the engine does not know yet. ``calls_today``: calls the operator
-answered that started since midnight UTC.
+answered that started since local midnight (the center's ``timezone``).
 
 Visibility follows ``ws/access.py``: a supervisor with a group sees and sets only the operators
 of that group; an operator sets only their own status (403 AUTH_003 otherwise).
@@ -10,7 +10,6 @@ of that group; an operator sets only their own status (403 AUTH_003 otherwise).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -53,10 +52,6 @@ class OperatorOut(BaseModel):
     last_activity: str | None
 
 
-def today_start() -> datetime:
-    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
 def operator_item(services: Services, row: Any) -> dict[str, Any]:
     """One operator in the seed's list shape: stored row overlaid with the engine's live state."""
     live = services.engine.operator(str(row["id"]))
@@ -89,7 +84,7 @@ async def list_operators(request: web.Request) -> web.Response:
     group = str(query.group_id) if query.group_id else None
     if own_group is not None and group not in (None, own_group):
         return json_response([])
-    rows = await services.users.operator_rows(today_start(), group_id=group or own_group)
+    rows = await services.users.operator_rows(services.today_start(), group_id=group or own_group)
     items = [operator_item(services, row) for row in rows]
     if query.status is not None:
         items = [item for item in items if item["status"] == query.status]
@@ -100,7 +95,7 @@ async def set_status(request: web.Request) -> web.Response:
     operator_id = uuid_param(request, "operator_id")
     body = await parse_body(request, StatusBody)
     services = request.app[SERVICES]
-    rows = await services.users.operator_rows(today_start(), operator_id=operator_id)
+    rows = await services.users.operator_rows(services.today_start(), operator_id=operator_id)
     if not rows:
         raise RecordNotFound("Operator not found")
     row = rows[0]

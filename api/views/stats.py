@@ -14,7 +14,7 @@ the per-group rollups, where a call counts once in each of its groups, and once 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from api.auth import Forbidden
 from api.errors import json_response
-from api.figures import Period, Tally, busiest_hour, efficiency, hour_label, period_bounds
+from api.figures import Period, Tally, busiest_hour, efficiency, hour_label
 from api.http import parse_query, uuid_param
 from api.routing import Route
 from api.scope import scoped_group, supervised_group
@@ -161,19 +161,20 @@ def _stats(request: web.Request) -> Stats:
     return Stats(request.app[SERVICES].pool)
 
 
-async def hourly_tallies(stats: Stats, start: datetime, end: datetime, *,
+async def hourly_tallies(request: web.Request, start: datetime, end: datetime, *,
                          group_id: str | None = None, queue_id: str | None = None
-                         ) -> dict[tuple[int, bool], Tally]:
-    """Counted calls of the period by (UTC hour of day, inbound?)."""
-    rows = await stats.by_hour(start, end, group_id=group_id, queue_id=queue_id)
-    return {(r.hour, r.inbound): Tally.of(r.sums) for r in rows}
+                         ) -> dict[tuple[str, bool], Tally]:
+    """Counted calls of the period by (local hour label of the bucket, inbound?)."""
+    rows = await _stats(request).by_hour(start, end, tz=request.app[SERVICES].settings.timezone,
+                                         group_id=group_id, queue_id=queue_id)
+    return {(hour_label(r.hour, r.minute), r.inbound): Tally.of(r.sums) for r in rows}
 
 
-def _split(tallies: dict[tuple[int, bool], Tally]) -> tuple[Tally, Tally, dict[int, Tally],
-                                                             dict[int, Tally]]:
-    """(all, inbound, all by hour, inbound by hour)."""
-    by_hour: dict[int, Tally] = defaultdict(Tally)
-    inbound_by_hour: dict[int, Tally] = defaultdict(Tally)
+def _split(tallies: dict[tuple[str, bool], Tally]) -> tuple[Tally, Tally, dict[str, Tally],
+                                                             dict[str, Tally]]:
+    """(all, inbound, all by hour label, inbound by hour label)."""
+    by_hour: dict[str, Tally] = defaultdict(Tally)
+    inbound_by_hour: dict[str, Tally] = defaultdict(Tally)
     for (hour, inbound), t in tallies.items():
         by_hour[hour].add(t)
         if inbound:
@@ -207,9 +208,9 @@ def _live_calls(request: web.Request, group_id: str | None) -> list[Any]:
 async def dashboard_stats(request: web.Request) -> web.Response:
     q = parse_query(request, PeriodQuery)
     group = scoped_group(current_user(request), q.group_id)
-    start, end = period_bounds(q.period)
+    start, end = request.app[SERVICES].period(q.period)
     every, inbound, by_hour, _ = _split(
-        await hourly_tallies(_stats(request), start, end, group_id=group))
+        await hourly_tallies(request, start, end, group_id=group))
     ops = _live_operators(request, group)
     return json_response({
         "total_calls_today": every.offered,
@@ -220,7 +221,7 @@ async def dashboard_stats(request: web.Request) -> web.Response:
         "active_operators": sum(1 for o in ops if o.status != OperatorStatus.OFFLINE),
         "total_operators": len(ops),
         "busiest_hour": busiest_hour({h: t.offered for h, t in by_hour.items()}),
-        "call_trends": [{"hour": hour_label(h), "calls": t.offered, "answered": t.answered}
+        "call_trends": [{"hour": h, "calls": t.offered, "answered": t.answered}
                         for h, t in sorted(by_hour.items()) if t.offered > 0],
     })
 
@@ -228,7 +229,7 @@ async def dashboard_stats(request: web.Request) -> web.Response:
 async def dashboard_realtime(request: web.Request) -> web.Response:
     q = parse_query(request, PeriodQuery)
     group = scoped_group(current_user(request), q.group_id)
-    now = datetime.now(UTC)
+    now = request.app[SERVICES].now()
     hour = now.replace(minute=0, second=0, microsecond=0)
     calls = _live_calls(request, group)
     ops = _live_operators(request, group)
@@ -250,14 +251,14 @@ async def dashboard_realtime(request: web.Request) -> web.Response:
 async def dashboard_call_analytics(request: web.Request) -> web.Response:
     q = parse_query(request, PeriodQuery)
     group = scoped_group(current_user(request), q.group_id)
-    start, end = period_bounds(q.period)
+    start, end = request.app[SERVICES].period(q.period)
     stats = _stats(request)
-    _, _, _, inbound_by_hour = _split(await hourly_tallies(stats, start, end, group_id=group))
+    _, _, _, inbound_by_hour = _split(await hourly_tallies(request, start, end, group_id=group))
     queues = await stats.by_queue(start, end, group_id=group)
     operators = await operator_tallies(stats, start, end, group_id=group)
     return json_response({
         "hourly_distribution": [
-            {"hour": hour_label(h), "incoming": t.offered, "answered": t.answered,
+            {"hour": h, "incoming": t.offered, "answered": t.answered,
              "missed": t.missed}
             for h, t in sorted(inbound_by_hour.items()) if t.offered > 0],
         "queue_performance": [
@@ -274,8 +275,8 @@ async def dashboard_call_analytics(request: web.Request) -> web.Response:
 async def dashboard_operator_activity(request: web.Request) -> web.Response:
     q = parse_query(request, PeriodQuery)
     group = scoped_group(current_user(request), q.group_id)
-    start, end = period_bounds("today")
-    now = datetime.now(UTC)
+    start, end = request.app[SERVICES].period("today")
+    now = request.app[SERVICES].now()
     handled = {op_id: t.answered for op_id, _, t, _ in
                await operator_tallies(_stats(request), start, end, group_id=group)}
     talking: dict[str, int] = {}
@@ -299,9 +300,9 @@ async def dashboard_operator_activity(request: web.Request) -> web.Response:
 async def call_stats(request: web.Request) -> web.Response:
     q = parse_query(request, PeriodQuery)
     group = scoped_group(current_user(request), q.group_id)
-    start, end = period_bounds(q.period)
+    start, end = request.app[SERVICES].period(q.period)
     stats = _stats(request)
-    every, inbound, by_hour, _ = _split(await hourly_tallies(stats, start, end, group_id=group))
+    every, inbound, by_hour, _ = _split(await hourly_tallies(request, start, end, group_id=group))
     operators = await operator_tallies(stats, start, end, group_id=group)
     return json_response({
         "total_calls": every.offered,
@@ -331,7 +332,7 @@ async def operator_stats(request: web.Request) -> web.Response:
     own = supervised_group(user)
     if own is not None and group != own:
         raise Forbidden("Supervisors see their own group's figures only")
-    start, end = period_bounds(q.period)
+    start, end = request.app[SERVICES].period(q.period)
     found = await operator_tallies(stats, start, end, operator_id=operator_id)
     t, missed = (found[0][2], found[0][3]) if found else (Tally(), 0)
     return json_response({
@@ -352,8 +353,8 @@ async def queue_stats(request: web.Request) -> web.Response:
     stats = _stats(request)
     if not await stats.queue_exists(queue_id):
         raise RecordNotFound("Queue not found")
-    start, end = period_bounds(q.period)
-    tallies = await hourly_tallies(stats, start, end, group_id=group, queue_id=queue_id)
+    start, end = request.app[SERVICES].period(q.period)
+    tallies = await hourly_tallies(request, start, end, group_id=group, queue_id=queue_id)
     _, inbound, _, by_hour = _split(tallies)
     return json_response({
         "calls_entered": inbound.offered,
@@ -362,7 +363,7 @@ async def queue_stats(request: web.Request) -> web.Response:
         "average_wait_time": inbound.average_wait,
         "max_wait_time": inbound.max_wait,
         "service_level": inbound.service_level,
-        "hourly_stats": [{"hour": hour_label(h), "calls": t.offered, "answered": t.answered,
+        "hourly_stats": [{"hour": h, "calls": t.offered, "answered": t.answered,
                           "avg_wait": t.average_wait}
                          for h, t in sorted(by_hour.items()) if t.offered > 0],
     })

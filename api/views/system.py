@@ -1,14 +1,14 @@
 """/api/admin/system/info (seed 001, Администрирование), admin only.
 
-``calls_today`` counts calls whose start is at or after 00:00 UTC today; ``asterisk_connected`` is
-true when every running PBX source hears its PBX (the built-in simulator included); false with
-none, or when one is down or was replaced by another client (``ApplicationReplaced``).
+``calls_today`` counts calls whose start is at or after local midnight today (the center's
+``timezone``); ``asterisk_connected`` is true when every running PBX source hears its PBX (the
+built-in simulator included); false with none, or when one is down or was replaced by another
+client (``ApplicationReplaced``).
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Literal
 
 from aiohttp import web
@@ -49,10 +49,9 @@ async def system_info(request: web.Request) -> web.Response:
     db_ok = await database_ok(services.pool)
     users = operators = calls_today = None
     if db_ok:
-        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         users = await services.users.count()
         operators = await services.users.count_operators()
-        calls_today = await calls_since(services.pool, today)
+        calls_today = await calls_since(services.pool, services.today_start())
     return json_response({
         "users": users,
         "operators": operators,
