@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +35,7 @@ from engine.effects import (
 from engine.events import (
     Event,
     QueueCallCompleted,
+    QueueCallerJoined,
     QueueCallerLeft,
     QueueMemberChanged,
     QueueMemberRinging,
@@ -197,6 +199,26 @@ def test_ari_and_ami_of_the_queue_shift_are_counted_once(order: str) -> None:
     assert (ended[ANSWERED].status, ended[ANSWERED].queue_name) == (
         CallStatus.COMPLETED, "support")
     assert ended[ABANDONED].missed_reason == "abandoned_in_queue"
+
+
+def test_ari_counting_first_and_ami_receipt_times_later_count_once() -> None:
+    """AMI's times are receipt times: ARI may have counted a visit (told as it ends) before
+    AMI's join of it arrives stamped later. That join is the same visit, not a new one."""
+    later = [(ts, replace(e, ts=e.ts + timedelta(hours=3)))  # type: ignore[type-var]
+             for ts, e in ami_shift(with_ari=True)]
+    engine, _ = run(ari_shift() + later)
+    support = engine.queue("support")
+    assert support is not None and support.callers_waiting == 0
+    day = support.window("24h")
+    assert (day.offered, day.answered, day.abandoned, day.completed) == (2, 1, 1, 1)
+    # a source that told the outcome and joins again is a new visit: counted afresh
+    rejoin = [(0.0, e) for _, e in later
+              if isinstance(e, QueueCallerJoined | QueueCallerLeft) and e.channel_id == ABANDONED]
+    again = [(0.0, replace(e, ts=e.ts + timedelta(minutes=5))) for _, e in rejoin]
+    for _, event in again:
+        engine.handle(event)
+    day = engine.queue("support").window("24h")  # type: ignore[union-attr]
+    assert (day.offered, day.abandoned) == (3, 2)
 
 
 # -- the QueueStatus resync over the fake AMI ---------------------------------------------------
