@@ -25,6 +25,7 @@ from devservers.embedded import embedded_postgres, embedded_redis
 from engine.machine.engine import Engine
 from engine.roles import Role
 from service.pbx import PbxConnection, PbxSettings, provision_simulator_operators
+from service.queue_catalog import QueueCatalog
 from service.readiness import Part, readiness
 from service.runner import Runner
 from service.sessions import watch_revocations
@@ -32,6 +33,7 @@ from service.supervise import Supervisor
 from service.users import UserService
 from storage.db import connect_with_retry, migrate
 from storage.groups import Groups
+from storage.queues import Queues
 from storage.ratelimits import RateCounters
 from storage.records import PostgresRecordSink
 from storage.redis_client import open_redis
@@ -103,7 +105,10 @@ async def lifespan(settings: Settings) -> AsyncIterator[Services]:
         sink = PostgresRecordSink(pool)
         hub = Hub()
         engine = Engine(await users.operators(), timezone=settings.tzinfo)
-        runner = Runner(engine, store, sink, hub, on_resync=sink.reconcile)
+        catalog = QueueCatalog(Queues(pool).add_from_pbx)  # queues the PBX names get listed
+        stack.push_async_callback(catalog.close)
+        runner = Runner(engine, store, sink, hub, on_resync=sink.reconcile,
+                        on_queue=catalog.seen)
         store.source = runner.snapshot  # after a Redis outage the live state is rewritten whole
         ws = WebSocketEndpoint(
             hub, JwtWsAuthenticator(tokens, users), runner.snapshot,

@@ -8,6 +8,9 @@ After a PBX resync is applied, ``on_resync`` gets the ids of every call the engi
 live (the record sink closes the other open rows: ``storage/reconcile.py``). It is called
 synchronously after the resync's effects were handed on, so every record those effects wrote
 is queued before the reconciliation request.
+
+``on_queue`` is told of every queue snapshot published (``service/queue_catalog.py`` lists the
+queues the PBX names); it must not block.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from engine.effects import (
 )
 from engine.events import Event, Resynced
 from engine.machine import Engine
-from engine.model import Call, Operator
+from engine.model import Call, Operator, Queue
 from engine.ports import Publisher, RecordSink, StateStore
 
 log = logging.getLogger("switchboard.runner")
@@ -44,12 +47,14 @@ class Runner:
     def __init__(
         self, engine: Engine, store: StateStore, sink: RecordSink, publisher: Publisher,
         on_resync: Callable[[frozenset[str]], None] | None = None,
+        on_queue: Callable[[Queue], None] | None = None,
     ) -> None:
         self.engine = engine
         self._store = store
         self._sink = sink
         self._publisher = publisher
         self._on_resync = on_resync
+        self._on_queue = on_queue
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._lock = asyncio.Lock()   # handle_now and run() never interleave
         self.stats = RunnerStats()
@@ -115,7 +120,14 @@ class Runner:
                 await self._guard("write_operator", self._sink.write_operator(effect.operator))
                 continue
             if isinstance(effect, QueueUpdated):
-                continue   # live only: the engine holds the queues; records carry queue_name
+                # live only: the engine holds the queues; records carry queue_name
+                if self._on_queue is not None:
+                    try:
+                        self._on_queue(effect.queue)
+                    except Exception:
+                        self.stats.errors += 1
+                        log.exception("on_queue failed")
+                continue
             call = effect.call
             if isinstance(effect, CallEnded):
                 await self._guard("remove_call", self._store.remove_call(call.id))

@@ -21,6 +21,7 @@ WRITABLE = (
     "name", "description", "asterisk_name", "max_wait_time", "priority", "strategy", "members",
     "is_active", "service_level_threshold",
 )
+PBX_QUEUE_DESCRIPTION = "Found on the PBX"  # a row the service added by itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,16 @@ class Queues:
         row = await self._write(sql, *(values[c] for c in cols))
         assert row is not None
         return row
+
+    async def add_from_pbx(self, asterisk_name: str, service_level: int) -> QueueRow | None:
+        """A queue the PBX names and nobody typed in: a row with name = asterisk_name = the
+        PBX's name. None when a queue already has that name or asterisk_name (kept as is)."""
+        row = await self.pool.fetchrow(
+            "INSERT INTO queues (name, asterisk_name, service_level_threshold, description)"
+            f" VALUES ($1, $1, $2, $3) ON CONFLICT DO NOTHING RETURNING {QUEUE_COLUMNS}",
+            asterisk_name, service_level, PBX_QUEUE_DESCRIPTION,
+        )
+        return None if row is None else QueueRow.of(row)
 
     async def update(self, queue_id: str, values: dict[str, Any]) -> QueueRow | None:
         """Set the given columns; None when the queue does not exist."""

@@ -8,8 +8,10 @@ caller block unprefixed, the dialled leg in ``Dest*``; no caller block = an orig
 ``BridgeEnter``/``BridgeLeave`` -> ``BridgeEntered``/``BridgeLeft``, ``DeviceStateChange`` ->
 ``DeviceStateChanged``. AMI ``Uniqueid`` is the ARI channel id, so both sources name a channel
 alike. ``ExtensionStatus`` is not mapped: a hint may sum several devices, and the devices
-themselves arrive as ``DeviceStateChange``. Queue and agent events are left to the queue model
-(counted in ``stats["deferred:queue"]``); everything else is noise (``VarSet``, ``Newexten``...).
+themselves arrive as ``DeviceStateChange``. Queue and agent events become the engine's queue
+events (``queue_events.py``; the ``QueueStatus`` list: ``resync_queues``); the few queue events
+the queue model has no use for (``QueueMemberPenalty``...) are counted in
+``stats["deferred:queue"]``; everything else is noise (``VarSet``, ``Newexten``...).
 
 Time: AMI events carry no time unless ``manager.conf`` has ``timestampevents=yes`` (then a
 ``Timestamp: <epoch>`` header). It is used when present; else the receipt time the source
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from connectors.ami.protocol import AmiMessage
+from connectors.ami.queue_events import MissingHeader, QueueEvents
 from connectors.clean import Cleaner
 from engine.events import (
     BridgeEntered,
@@ -39,6 +42,7 @@ from engine.events import (
     DeviceStateChanged,
     DialUpdated,
     Event,
+    QueuesResynced,
     Resynced,
 )
 
@@ -88,6 +92,7 @@ class AmiNormalizer:
         self.source = source
         self.text = Cleaner()  # every string kept goes through it
         self.stats: Counter[str] = self.text.stats
+        self.queues = QueueEvents(self.text, source)
 
     # -- the contract ---------------------------------------------------------------------
 
@@ -98,14 +103,19 @@ class AmiNormalizer:
         """
         name = raw.name
         handler = _HANDLERS.get(name)
-        if handler is None:
+        if handler is None and not self.queues.handles(name):
             if name.startswith(QUEUE_EVENT_PREFIXES):
                 self.stats["deferred:queue"] += 1
             return None
         ts, stamped = event_time(raw, received or datetime.now(UTC))
         if not stamped:
             self.stats["receipt_time"] += 1
-        return handler(self, raw, ts)
+        if handler is not None:
+            return handler(self, raw, ts)
+        try:
+            return self.queues.event(raw, ts)
+        except MissingHeader as exc:
+            raise MalformedMessage(str(exc)) from None
 
     def resync(self, snapshot: AmiSnapshot, ts: datetime) -> Resynced:
         """``CoreShowChannels`` (+ device states) -> one Resynced; unreadable items skipped."""
@@ -117,6 +127,13 @@ class AmiNormalizer:
                 self.stats["resync_skipped"] += 1
         devices = [d for item in snapshot.devices if (d := self._device_info(item)) is not None]
         return Resynced(tuple(channels), (), ts, tuple(devices), source=self.source)
+
+    def resync_queues(self, items: Sequence[AmiMessage], ts: datetime) -> QueuesResynced:
+        """The ``QueueStatus`` list read at ``ts`` -> one QueuesResynced; unreadable items
+        skipped (``stats["queue_resync_skipped"]``)."""
+        def skipped(_header: str) -> None:
+            self.stats["queue_resync_skipped"] += 1
+        return self.queues.resynced(items, ts, skipped)
 
     # -- AMI blocks -----------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 After every login it resyncs: ``CoreShowChannels`` and ``DeviceStateList`` become one
 ``Resynced`` (``AmiNormalizer.resync``; skipped when ARI feeds the channels); ``QueueStatus``
-and ``QueueSummary`` are read too and kept as ``queue_snapshot`` for the queue model
-(``on_queue_snapshot`` is called with it). Events
+becomes one ``QueuesResynced`` (every queue's members and waiting callers, submitted also when
+ARI runs: queues come from AMI); ``QueueStatus`` and ``QueueSummary`` are kept as
+``queue_snapshot`` too (``on_queue_snapshot`` is called with it). Events
 read while the resync runs wait for it, then go through ``AmiNormalizer``; bad messages are
 counted in ``stats`` (the protocol counts bad bytes in its own ``errors``).
 
@@ -108,6 +109,7 @@ class AmiSource:
         status = await connection.list_action("QueueStatus")
         summary = await connection.list_action("QueueSummary")
         self.queue_snapshot = QueueSnapshot(status.items, summary.items, ts)
+        self._submit(self.normalizer.resync_queues(status.items, ts))
         if self._on_queue_snapshot is not None:
             self._on_queue_snapshot(self.queue_snapshot)
         self.stats["resyncs"] += 1

@@ -15,7 +15,10 @@ Words as a call center uses them:
   them forward without an event.
 
 Duplicates and reordering: an outcome is counted once per (queue, caller channel, visit); a
-``Joined`` older than that caller's counted outcome is a late duplicate, not a new visit. AMI
+``Joined`` older than that caller's counted outcome is a late duplicate, not a new visit; so is
+a ``Joined`` from a source that has not told that outcome yet -- with ARI and AMI together, ARI
+may count a visit (told as it ends) before AMI's join of it arrives, and AMI's times are receipt
+times, not comparable with ARI's; a source's join after it told the outcome is a new visit. AMI
 says ``QueueCallerLeave`` *before* ``AgentConnect``: ``left`` only takes the caller off the
 line; the outcome that follows counts. A ``left`` with no outcome within
 ``LEFT_GRACE`` counts as offered, not answered (the queue timed out or the caller exited).
@@ -93,7 +96,8 @@ class _Queue:
     callers: dict[str, WaitingCaller] = field(default_factory=dict)
     members: dict[str, _Member] = field(default_factory=dict)
     buckets: dict[int, _Bucket] = field(default_factory=dict)
-    left: dict[str, datetime] = field(default_factory=dict)   # off the line, outcome pending
+    # off the line, outcome pending: channel -> (when, the source that said it)
+    left: dict[str, tuple[datetime, str]] = field(default_factory=dict)
     as_of: datetime | None = None
     published: Queue | None = None
     version: int = 0     # bumped whenever a bucket may change: figures are cached per version
@@ -111,6 +115,7 @@ class QueueMachine:
         self._queues: dict[str, _Queue] = {}
         # (queue, caller channel) -> when its outcome was counted ("" key part: completions)
         self._outcomes: OrderedDict[tuple[str, str, str], datetime] = OrderedDict()
+        self._told_by: dict[tuple[str, str, str], set[str]] = {}   # the sources that told one
         # when callers off the line with their outcome pending had joined (AMI: Leave, Connect)
         self._joined_at: dict[tuple[str, str], datetime] = {}
 
@@ -188,7 +193,7 @@ class QueueMachine:
         key = (queue.name, channel_id, "completed")
         if key in self._outcomes:
             return False   # told already (AgentComplete and the call's end; a duplicate)
-        self._remember(key, ts)
+        self._remember(key, ts, "")
         bucket = self._bucket(queue, ts)
         bucket.talk += max(0.0, talk_seconds)
         bucket.completed += 1
@@ -218,9 +223,11 @@ class QueueMachine:
         return effects
 
     def _join(self, queue: _Queue, event: QueueCallerJoined) -> None:
-        counted = self._outcomes.get((queue.name, event.channel_id, "outcome"))
-        if counted is not None and event.ts <= counted:
-            return   # a late duplicate of a visit already over
+        key = (queue.name, event.channel_id, "outcome")
+        counted = self._outcomes.get(key)
+        if counted is not None and (event.ts <= counted
+                                    or event.source not in self._told_by.get(key, ())):
+            return   # a late duplicate of a visit already over (or its join by another source)
         if event.service_level_seconds is not None:
             queue.service_level = event.service_level_seconds
         known = queue.callers.get(event.channel_id)
@@ -229,7 +236,8 @@ class QueueMachine:
             event.channel_id, event.position, since,
             event.caller_number or (known.caller_number if known else ""))
         if counted is not None:   # a new visit of the same caller: count it afresh
-            del self._outcomes[(queue.name, event.channel_id, "outcome")]
+            del self._outcomes[key]
+            self._told_by.pop(key, None)
 
     def _leave(self, queue: _Queue, event: QueueCallerLeft) -> None:
         if event.service_level_seconds is not None:
@@ -237,9 +245,10 @@ class QueueMachine:
         waiting = queue.callers.pop(event.channel_id, None)
         key = (queue.name, event.channel_id, "outcome")
         if key in self._outcomes:
+            self._told_by.setdefault(key, set()).add(event.source)
             return   # counted already (a duplicate, or ARI and AMI both told it)
         if event.reason == "left":
-            queue.left.setdefault(event.channel_id, event.ts)
+            queue.left.setdefault(event.channel_id, (event.ts, event.source))
             if waiting is not None:
                 self._joined_at[(queue.name, event.channel_id)] = waiting.waiting_since
             return
@@ -249,7 +258,7 @@ class QueueMachine:
         if wait is None:
             since = waiting.waiting_since if waiting is not None else joined
             wait = (event.ts - since).total_seconds() if since is not None else 0.0
-        self._remember(key, event.ts)
+        self._remember(key, event.ts, event.source)
         bucket = self._bucket(queue, event.ts)
         bucket.offered += 1
         if event.reason == "answered":
@@ -270,14 +279,14 @@ class QueueMachine:
 
     def _settle_left(self, queue: _Queue, ts: datetime) -> None:
         """Callers off the line with no outcome for ``LEFT_GRACE``: offered, not answered."""
-        for channel_id, left_at in list(queue.left.items()):
+        for channel_id, (left_at, source) in list(queue.left.items()):
             if ts - left_at < LEFT_GRACE:
                 continue
             del queue.left[channel_id]
             self._joined_at.pop((queue.name, channel_id), None)
             key = (queue.name, channel_id, "outcome")
             if key not in self._outcomes:
-                self._remember(key, left_at)
+                self._remember(key, left_at, source)
                 self._bucket(queue, left_at).offered += 1
 
     # ----------------------------------------------------------------- members
@@ -370,10 +379,12 @@ class QueueMachine:
                 del queue.buckets[old]
         return bucket
 
-    def _remember(self, key: tuple[str, str, str], ts: datetime) -> None:
+    def _remember(self, key: tuple[str, str, str], ts: datetime, source: str) -> None:
         self._outcomes[key] = ts
+        self._told_by[key] = {source}
         while len(self._outcomes) > _OUTCOMES_REMEMBERED:
-            self._outcomes.popitem(last=False)
+            old, _ = self._outcomes.popitem(last=False)
+            self._told_by.pop(old, None)
 
     def _figures(self, queue: _Queue, now: datetime) -> tuple[QueueFigures, ...]:
         current = _minute(now)
