@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from api.app import create_app
 from api.config import Settings
 from api.state import SERVICES, Services
+from connectors.fakes.ami_server import FakeAmi
 from connectors.fakes.ari_server import FakeAsterisk, endpoint
 from tests.helpers import ADMIN_PASSWORD
 
@@ -93,3 +95,19 @@ async def role_tokens(client: TestClient) -> dict[str, str]:
         await ensure_user(services, username, role, extension=ext)
         tokens[role] = await login(client, username, "secret-pass")
     return tokens
+
+
+@contextlib.asynccontextmanager
+async def app_on_ari_and_ami(settings: Settings,
+                             ami: FakeAmi) -> AsyncIterator[tuple[TestClient, FakeAsterisk]]:
+    """The app on one Asterisk over both interfaces: a fresh fake ARI and ``ami``, connected."""
+    async with FakeAsterisk(username="ari", password="pw", app="switchboard") as ari:
+        client = await _client(settings, ami_host=ami.host, ami_port=ami.port,
+                               ami_username="ami", ami_secret="ami-secret", ari_url=ari.url,
+                               ari_username="ari", ari_password="pw")
+        try:
+            await client.app[SERVICES].pbx.wait_connected()
+            assert client.app[SERVICES].pbx.mode == "ari+ami"
+            yield client, ari
+        finally:
+            await client.close()

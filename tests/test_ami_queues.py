@@ -23,7 +23,7 @@ from connectors.ami.source import ARI_OWNED
 from connectors.ari.normalize import AriNormalizer
 from connectors.fakes.ami_server import FakeAmi
 from connectors.fakes.ami_state import Caller
-from connectors.fakes.ari_server import FakeAsterisk, replay_trace
+from connectors.fakes.ari_server import replay_trace
 from engine.effects import (
     CallEnded,
     Effect,
@@ -47,7 +47,7 @@ from engine.model import CallStatus, MemberState, Operator, OperatorStatus, Queu
 from service.pbx import PbxConnection
 from service.queue_catalog import QueueCatalog
 from storage.queues import PBX_QUEUE_DESCRIPTION, Queues
-from tests.app_fixtures import _client
+from tests.app_fixtures import _client, app_on_ari_and_ami
 from tests.helpers import ADMIN_PASSWORD, login
 from tests.test_ami_client import until
 from tests.test_ami_source import DATA, FAST, ami_events, ami_settings, settle
@@ -368,33 +368,25 @@ async def test_the_queue_shift_over_fake_ari_and_ami_is_counted_once(
     app_settings: Settings, fake_ami: FakeAmi, first: str
 ) -> None:
     """The whole app on one Asterisk over both interfaces: two calls, each visit counted once."""
-    async with FakeAsterisk(username="ari", password="pw", app="switchboard") as ari:
-        client = await _client(app_settings, ami_host=fake_ami.host, ami_port=fake_ami.port,
-                               ami_username="ami", ami_secret="ami-secret", ari_url=ari.url,
-                               ari_username="ari", ari_password="pw")
-        try:
-            services = client.app[SERVICES]
-            await services.pbx.wait_connected()
-            assert services.pbx.mode == "ari+ami"
+    async with app_on_ari_and_ami(app_settings, fake_ami) as (client, ari):
+        services = client.app[SERVICES]
 
-            async def ari_stream() -> None:
-                for frame in replay_trace(ARI_SHIFT):
-                    await ari.emit(frame)
+        async def ari_stream() -> None:
+            for frame in replay_trace(ARI_SHIFT):
+                await ari.emit(frame)
 
-            streams = {"ari": ari_stream, "ami": lambda: fake_ami.replay(AMI_SHIFT)}
-            await streams[first]()
-            await settle(services)
-            await streams["ami" if first == "ari" else "ari"]()
-            await settle(services)
-            rows = await services.pool.fetch(
-                "SELECT channel_id, source, status, queue_name, wait_seconds FROM calls"
-                " ORDER BY start_time")
-            assert [tuple(r) for r in rows] == [
-                (ANSWERED, "ari", "completed", "support", 3),
-                (ABANDONED, "ari", "missed", "support", 2)]
-            support = services.engine.queue("support")
-            assert support is not None
-            day = support.window("24h")
-            assert (day.offered, day.answered, day.abandoned, day.completed) == (2, 1, 1, 1)
-        finally:
-            await client.close()
+        streams = {"ari": ari_stream, "ami": lambda: fake_ami.replay(AMI_SHIFT)}
+        await streams[first]()
+        await settle(services)
+        await streams["ami" if first == "ari" else "ari"]()
+        await settle(services)
+        rows = await services.pool.fetch(
+            "SELECT channel_id, source, status, queue_name, wait_seconds FROM calls"
+            " ORDER BY start_time")
+        assert [tuple(r) for r in rows] == [
+            (ANSWERED, "ari", "completed", "support", 3),
+            (ABANDONED, "ari", "missed", "support", 2)]
+        support = services.engine.queue("support")
+        assert support is not None
+        day = support.window("24h")
+        assert (day.offered, day.answered, day.abandoned, day.completed) == (2, 1, 1, 1)

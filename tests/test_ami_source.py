@@ -29,7 +29,7 @@ from engine.events import ChannelCreated, ChannelHungUp, DialUpdated, Event, Res
 from engine.machine import Engine
 from engine.model import Operator, OperatorStatus, call_id_for
 from service.pbx import PbxConnection, PbxSettings
-from tests.app_fixtures import _client
+from tests.app_fixtures import _client, app_on_ari_and_ami
 from tests.helpers import ADMIN_PASSWORD, login
 from tests.test_ami_client import until
 from tests.test_fake_ami import idle_state
@@ -301,40 +301,32 @@ async def test_ari_and_ami_of_one_call_are_counted_once(
     app_settings: Settings, people: dict[str, str], fake_ami: FakeAmi,  # noqa: F811
     first: str,
 ) -> None:
-    async with FakeAsterisk(username="ari", password="pw", app="switchboard") as ari:
-        client = await _client(app_settings, ami_host=fake_ami.host, ami_port=fake_ami.port,
-                               ami_username="ami", ami_secret="ami-secret", ari_url=ari.url,
-                               ari_username="ari", ari_password="pw")
-        try:
-            services = client.app[SERVICES]
-            await services.pbx.wait_connected()
-            assert services.pbx.mode == "ari+ami"
-            token = await login(client, "admin", ADMIN_PASSWORD)
-            board = Dashboard(await client.ws_connect(f"/ws/events?token={token}"))
-            assert (await board.receive())["type"] == "auth_ok"
-            assert (await board.receive())["type"] == "snapshot"
+    async with app_on_ari_and_ami(app_settings, fake_ami) as (client, ari):
+        services = client.app[SERVICES]
+        token = await login(client, "admin", ADMIN_PASSWORD)
+        board = Dashboard(await client.ws_connect(f"/ws/events?token={token}"))
+        assert (await board.receive())["type"] == "auth_ok"
+        assert (await board.receive())["type"] == "snapshot"
 
-            async def ari_stream() -> None:
-                for frame in replay_trace(ARI_TRACE):
-                    await ari.emit(frame)
+        async def ari_stream() -> None:
+            for frame in replay_trace(ARI_TRACE):
+                await ari.emit(frame)
 
-            streams = {"ari": ari_stream, "ami": lambda: fake_ami.replay(AMI_TRACE)}
-            await streams[first]()
-            await settle(services)
-            await streams["ami" if first == "ari" else "ari"]()
-            await settle(services)
-            rows = await services.pool.fetch("SELECT * FROM calls")
-            assert [(str(r["id"]), r["source"], r["status"], str(r["operator_id"]))
-                    for r in rows] == [(CALL_ID, "ari", "completed", people["1001"])]
-            # ARI's times, not AMI's receipt times
-            assert rows[0]["answer_time"].isoformat() == "2026-11-22T08:31:54.689000+00:00"
-            assert [c["id"] for c in await calls_seen(client)] == [CALL_ID]
-            seen = [(t, d["call_id"]) for t, d in await board.collect() if t.startswith("call_")]
-            assert seen == [("call_started", CALL_ID), ("call_answered", CALL_ID),
-                            ("call_ended", CALL_ID)]
-            await board.ws.close()
-        finally:
-            await client.close()
+        streams = {"ari": ari_stream, "ami": lambda: fake_ami.replay(AMI_TRACE)}
+        await streams[first]()
+        await settle(services)
+        await streams["ami" if first == "ari" else "ari"]()
+        await settle(services)
+        rows = await services.pool.fetch("SELECT * FROM calls")
+        assert [(str(r["id"]), r["source"], r["status"], str(r["operator_id"]))
+                for r in rows] == [(CALL_ID, "ari", "completed", people["1001"])]
+        # ARI's times, not AMI's receipt times
+        assert rows[0]["answer_time"].isoformat() == "2026-11-22T08:31:54.689000+00:00"
+        assert [c["id"] for c in await calls_seen(client)] == [CALL_ID]
+        seen = [(t, d["call_id"]) for t, d in await board.collect() if t.startswith("call_")]
+        assert seen == [("call_started", CALL_ID), ("call_answered", CALL_ID),
+                        ("call_ended", CALL_ID)]
+        await board.ws.close()
 
 
 def test_channel_created_of_both_sources_names_the_same_channel() -> None:
